@@ -1,0 +1,1 @@
+"""graft: a replicated key/value store on Raft, for Twisted."""

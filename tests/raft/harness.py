@@ -1,0 +1,178 @@
+"""A fault-free, synchronous world for unit tests of the core: in-memory
+durable state per node and a message queue that the test pumps by hand.
+
+Unlike the simulator this has no randomness in the network: a test decides
+exactly which messages are delivered, dropped or held back.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from graft.raft import (
+    Configuration,
+    Entry,
+    EntryKind,
+    HardState,
+    Member,
+    Message,
+    PersistentState,
+    RaftConfig,
+    RaftNode,
+    ReadState,
+    Ready,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+
+
+def configuration(voters: Iterable[int], learners: Iterable[int] = ()) -> Configuration:
+    members = [Member(id=i, address=f"n{i}", voter=True) for i in voters]
+    members += [Member(id=i, address=f"n{i}", voter=False) for i in learners]
+    return Configuration(members=tuple(sorted(members, key=lambda m: m.id)))
+
+
+class Disk:
+    """A node's durable state."""
+
+    def __init__(self, snapshot: SnapshotMeta) -> None:
+        self.hard_state = HardState()
+        self.snapshot = snapshot
+        self.snapshot_data: bytes | None = None
+        self.entries: list[Entry] = []
+
+    def persist(self, ready: Ready) -> None:
+        if ready.snapshot is not None:
+            self.snapshot = ready.snapshot.meta
+            self.snapshot_data = ready.snapshot.data
+            self.entries = []
+        if ready.entries:
+            first = ready.entries[0].index
+            self.entries = [e for e in self.entries if e.index < first]
+            self.entries.extend(ready.entries)
+        if ready.hard_state is not None:
+            self.hard_state = ready.hard_state
+
+    def state(self) -> PersistentState:
+        return PersistentState(
+            hard_state=self.hard_state,
+            snapshot=self.snapshot,
+            snapshot_data=self.snapshot_data,
+            entries=tuple(self.entries),
+        )
+
+
+class Cluster:
+    """Nodes wired through one queue of messages in flight."""
+
+    def __init__(
+        self,
+        voters: Iterable[int] = (1, 2, 3),
+        learners: Iterable[int] = (),
+        *,
+        seed: int = 0,
+        node_class: type[RaftNode] = RaftNode,
+        **config: Any,
+    ) -> None:
+        self.config = config
+        self.node_class = node_class
+        self.rng = random.Random(seed)
+        initial = configuration(voters, learners)
+        self.disks = {m.id: Disk(SnapshotMeta(configuration=initial)) for m in initial.members}
+        self.nodes: dict[int, RaftNode] = {}
+        for node_id in self.disks:
+            self.start(node_id)
+        self.in_flight: list[Message] = []
+        self.applied: dict[int, list[Entry]] = {i: [] for i in self.disks}
+        self.reads: dict[int, list[ReadState]] = {i: [] for i in self.disks}
+        self.failed_reads: dict[int, list[object]] = {i: [] for i in self.disks}
+        self.snapshots_installed: dict[int, list[Snapshot]] = {i: [] for i in self.disks}
+        self.facts: list[tuple[int, str, str]] = []
+        #: Drop messages for which this returns True.
+        self.drop: Callable[[Message], bool] = lambda m: False
+
+    def start(self, node_id: int) -> RaftNode:
+        cfg = RaftConfig(node_id=node_id, **self.config)
+        node = self.node_class(cfg, self.disks[node_id].state(), random.Random(self.rng.random()))
+        self.nodes[node_id] = node
+        return node
+
+    def add_empty_node(self, node_id: int) -> RaftNode:
+        """A node that will join: empty log, empty configuration."""
+        self.disks[node_id] = Disk(SnapshotMeta())
+        for table in (self.applied, self.reads, self.failed_reads, self.snapshots_installed):
+            table[node_id] = []  # type: ignore[index]
+        return self.start(node_id)
+
+    def crash(self, node_id: int) -> None:
+        """Lose everything not durable and start again from the disk."""
+        self.in_flight = [m for m in self.in_flight if m.target != node_id]
+        self.start(node_id)
+        self.applied[node_id] = []
+
+    # --- driving -------------------------------------------------------------
+
+    def process(self, node_id: int) -> bool:
+        node = self.nodes[node_id]
+        if not node.has_ready():
+            return False
+        ready = node.ready()
+        self.disks[node_id].persist(ready)
+        self.in_flight.extend(ready.messages)
+        self.in_flight.extend(ready.messages_after_persist)
+        if ready.snapshot is not None:
+            self.snapshots_installed[node_id].append(ready.snapshot)
+        self.applied[node_id].extend(ready.committed_entries)
+        self.reads[node_id].extend(ready.reads)
+        self.failed_reads[node_id].extend(ready.failed_reads)
+        self.facts.extend((node_id, f.name, f.detail) for f in ready.facts)
+        node.advance(ready)
+        return True
+
+    def deliver(self, limit: int = 100_000) -> int:
+        """Process every node and deliver every message until quiet."""
+        delivered = 0
+        for _ in range(limit):
+            progressed = False
+            for node_id in sorted(self.nodes):
+                progressed |= self.process(node_id)
+            batch, self.in_flight = self.in_flight, []
+            for m in batch:
+                if m.target in self.nodes and not self.drop(m):
+                    self.nodes[m.target].step(m)
+                    delivered += 1
+                progressed = True
+            if not progressed:
+                return delivered
+        raise AssertionError("cluster did not quiesce")
+
+    def tick(self, n: int = 1, nodes: Iterable[int] | None = None) -> None:
+        for _ in range(n):
+            for node_id in sorted(nodes if nodes is not None else self.nodes):
+                self.nodes[node_id].tick()
+            self.deliver()
+
+    def campaign(self, node_id: int) -> None:
+        """Make ``node_id`` time out now and run the election to its end."""
+        node = self.nodes[node_id]
+        for _ in range(node.config.election_timeout_ticks * 2 + 1):
+            node.tick()
+            if node.role is not Role.FOLLOWER:
+                break
+        self.deliver()
+
+    def elect(self, node_id: int = 1) -> RaftNode:
+        self.campaign(node_id)
+        node = self.nodes[node_id]
+        assert node.role is Role.LEADER, node.role
+        return node
+
+    def leader(self) -> RaftNode | None:
+        leaders = [n for n in self.nodes.values() if n.role is Role.LEADER]
+        return max(leaders, key=lambda n: n.term) if leaders else None
+
+    def commands(self, node_id: int) -> list[bytes]:
+        return [e.data for e in self.applied[node_id] if e.kind is EntryKind.COMMAND]
