@@ -130,6 +130,10 @@ class LeaderMixin:
                     recent_active=True,
                 )
                 self._probe_to.add(node_id)
+        if self._pending_config_index > self.commit_index:
+            # Keep replicating to a removed node until its removal commits,
+            # so it learns it was removed and stops campaigning.
+            return
         for node_id in [n for n in self._progress if n not in ids]:
             del self._progress[node_id]
 
@@ -185,21 +189,24 @@ class LeaderMixin:
         return entry.index
 
     def _propose_command(self, data: bytes) -> int:
+        self._check_accepting_proposals()
+        return self._append_own(EntryKind.COMMAND, data)
+
+    def _check_accepting_proposals(self) -> None:
         if self._lead_transferee is not None:
             raise ProposalDropped(
                 f"leadership transfer to node {self._lead_transferee} in progress"
             )
-        return self._append_own(EntryKind.COMMAND, data)
+        if not self.is_voter:
+            # It steps down once its removal commits (thesis §4.2.2).
+            raise ProposalDropped(f"node {self.node_id} is being removed from the cluster")
 
     def change_membership(self, change: MembershipChange) -> int:
         """Append the configuration ``change`` makes; returns its index.
         In force at once; the next change waits for this one to commit."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_id)
-        if self._lead_transferee is not None:
-            raise ProposalDropped(
-                f"leadership transfer to node {self._lead_transferee} in progress"
-            )
+        self._check_accepting_proposals()
         if self._pending_config_index > self.commit_index:
             raise MembershipChangeInProgress(
                 f"the configuration change at index {self._pending_config_index} "
@@ -367,6 +374,8 @@ class LeaderMixin:
             self._reads.awaiting_term_commit = []
             for request_id in waiting:
                 self._queue_read(request_id)
+        if index >= self._pending_config_index:
+            self._sync_progress()  # forget nodes whose removal just committed
         if not self.is_voter and index >= self.log.configuration_index:
             self._step_down_removed()
         return True

@@ -93,6 +93,10 @@ class Cluster:
         self.facts: list[tuple[int, str, str]] = []
         #: Drop messages for which this returns True.
         self.drop: Callable[[Message], bool] = lambda m: False
+        #: Every message a Ready handed out, in order, dropped or not.
+        self.sent: list[Message] = []
+        #: Nodes that are down: not ticked, not processed, sent nothing.
+        self.down: set[int] = set()
 
     def start(self, node_id: int) -> RaftNode:
         cfg = RaftConfig(node_id=node_id, **self.config)
@@ -106,6 +110,34 @@ class Cluster:
         for table in (self.applied, self.reads, self.failed_reads, self.snapshots_installed):
             table[node_id] = []  # type: ignore[index]
         return self.start(node_id)
+
+    def stop(self, node_id: int) -> None:
+        """Take ``node_id`` down until ``restart``: messages to it are lost."""
+        self.down.add(node_id)
+        self.in_flight = [m for m in self.in_flight if m.target != node_id]
+
+    def restart(self, node_id: int) -> RaftNode:
+        """Bring a stopped node back from its disk."""
+        self.down.discard(node_id)
+        self.applied[node_id] = []
+        return self.start(node_id)
+
+    def isolate(self, *node_ids: int) -> None:
+        """Cut ``node_ids`` off from the rest (they still talk among themselves)."""
+        group = set(node_ids)
+        self.drop = lambda m: (m.source in group) != (m.target in group)
+
+    def heal(self) -> None:
+        self.drop = lambda m: False
+
+    def compact(self, node_id: int, index: int, data: bytes) -> None:
+        """What a driver does on taking a snapshot: save it, then compact."""
+        node = self.nodes[node_id]
+        node.compact(index, data)
+        disk = self.disks[node_id]
+        disk.snapshot = node.snapshot_meta
+        disk.snapshot_data = data
+        disk.entries = [e for e in disk.entries if e.index > index]
 
     def crash(self, node_id: int) -> None:
         """Lose everything not durable and start again from the disk."""
@@ -123,6 +155,8 @@ class Cluster:
         self.disks[node_id].persist(ready)
         self.in_flight.extend(ready.messages)
         self.in_flight.extend(ready.messages_after_persist)
+        self.sent.extend(ready.messages)
+        self.sent.extend(ready.messages_after_persist)
         if ready.snapshot is not None:
             self.snapshots_installed[node_id].append(ready.snapshot)
         self.applied[node_id].extend(ready.committed_entries)
@@ -138,10 +172,12 @@ class Cluster:
         for _ in range(limit):
             progressed = False
             for node_id in sorted(self.nodes):
-                progressed |= self.process(node_id)
+                if node_id not in self.down:
+                    progressed |= self.process(node_id)
             batch, self.in_flight = self.in_flight, []
             for m in batch:
-                if m.target in self.nodes and not self.drop(m):
+                alive = m.target in self.nodes and m.target not in self.down
+                if alive and not self.drop(m):
                     self.nodes[m.target].step(m)
                     delivered += 1
                 progressed = True
@@ -152,21 +188,29 @@ class Cluster:
     def tick(self, n: int = 1, nodes: Iterable[int] | None = None) -> None:
         for _ in range(n):
             for node_id in sorted(nodes if nodes is not None else self.nodes):
-                self.nodes[node_id].tick()
+                if node_id not in self.down:
+                    self.nodes[node_id].tick()
             self.deliver()
 
     def campaign(self, node_id: int) -> None:
         """Make ``node_id`` time out now and run the election to its end."""
         node = self.nodes[node_id]
+        while self.process(node_id):
+            pass
         for _ in range(node.config.election_timeout_ticks * 2 + 1):
             node.tick()
-            if node.role is not Role.FOLLOWER:
+            if node.role is not Role.FOLLOWER and node.has_ready():
                 break
         self.deliver()
 
-    def elect(self, node_id: int = 1) -> RaftNode:
-        self.campaign(node_id)
+    def elect(self, node_id: int = 1, attempts: int = 1) -> RaftNode:
+        """Campaign ``node_id`` (up to ``attempts`` times: a candidate behind
+        in term loses its first election but learns the term)."""
         node = self.nodes[node_id]
+        for _ in range(attempts):
+            self.campaign(node_id)
+            if node.role is Role.LEADER:
+                break
         assert node.role is Role.LEADER, node.role
         return node
 
@@ -174,5 +218,65 @@ class Cluster:
         leaders = [n for n in self.nodes.values() if n.role is Role.LEADER]
         return max(leaders, key=lambda n: n.term) if leaders else None
 
+    def messages(
+        self, kind: type[Any], *, source: int | None = None, target: int | None = None
+    ) -> list[Any]:
+        """The messages of ``kind`` handed out so far, optionally by endpoint."""
+        return [
+            m
+            for m in self.sent
+            if isinstance(m, kind)
+            and (source is None or m.source == source)
+            and (target is None or m.target == target)
+        ]
+
+    def log(self, node_id: int) -> list[Entry]:
+        node = self.nodes[node_id]
+        return list(node.entries(node.first_index, node.last_index + 1))
+
     def commands(self, node_id: int) -> list[bytes]:
         return [e.data for e in self.applied[node_id] if e.kind is EntryKind.COMMAND]
+
+
+def log_of_terms(terms: Iterable[int], start: int = 1) -> list[Entry]:
+    """Entries at ``start``, ``start + 1``... whose terms are ``terms``."""
+    return [
+        Entry(index=start + i, term=t, data=f"{start + i}@{t}".encode())
+        for i, t in enumerate(terms)
+    ]
+
+
+def make_node(
+    node_id: int,
+    voters: Iterable[int] = (1, 2, 3),
+    learners: Iterable[int] = (),
+    *,
+    entries: Iterable[Entry] = (),
+    term: int = 0,
+    vote: int = 0,
+    commit: int = 0,
+    seed: int = 0,
+    **config: Any,
+) -> RaftNode:
+    """One core on its own, started from the given durable state."""
+    state = PersistentState(
+        hard_state=HardState(term=term, vote=vote, commit=commit),
+        snapshot=SnapshotMeta(configuration=configuration(voters, learners)),
+        entries=tuple(entries),
+    )
+    return RaftNode(RaftConfig(node_id=node_id, **config), state, random.Random(seed))
+
+
+def set_log(cluster: Cluster, node_id: int, entries: Iterable[Entry], term: int) -> RaftNode:
+    """Replace ``node_id``'s durable log and term, then restart it from them."""
+    disk = cluster.disks[node_id]
+    disk.entries = list(entries)
+    disk.hard_state = HardState(term=term)
+    return cluster.restart(node_id)
+
+
+def drain(node: RaftNode) -> Ready:
+    """Take the node's Ready and report it done at once (a perfect driver)."""
+    ready = node.ready()
+    node.advance(ready)
+    return ready
