@@ -1,0 +1,1 @@
+The sans-I/O Raft consensus core and its deterministic simulator.
