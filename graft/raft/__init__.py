@@ -15,8 +15,8 @@ at a time::
             ready = node.ready()
             storage.install(ready.snapshot)           # 1. if any
             storage.append(ready.entries, ready.hard_state)  # 2. durable
-            transport.send(ready.messages)            # 3. any time
-            transport.send(ready.messages_after_persist)  # 4. after 2
+            for m in ready.messages: transport.send(m)   # 3. any time
+            for m in ready.messages_after_persist: transport.send(m)  # 4. after 2
             state_machine.apply(ready.committed_entries)  # 5.
             serve(ready.reads)                        # 6.
             node.advance(ready)                       # 7.
