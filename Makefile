@@ -35,7 +35,7 @@ sim: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check graft tests bench twisted
 	$(BIN)/ruff format --check graft tests bench twisted
-	$(BIN)/mypy graft/raft
+	$(BIN)/mypy -p graft
 
 coverage: $(STAMP)
 	$(BIN)/coverage run -m pytest -p no:cacheprovider tests
@@ -44,6 +44,7 @@ coverage: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.core_throughput
 	$(BIN)/python -m bench.storage_append
+	$(BIN)/python -m bench.kv_snapshot
 
 build: $(STAMP)
 	$(BIN)/python -m build

@@ -1,0 +1,431 @@
+"""The client HTTP API (API.md sections 2 and 3): a Klein app over a
+:class:`~graft.server.driver.RaftDriver`.
+
+Every answer is JSON; every error is ``{"error": "..."}`` with a 4xx or
+503. Input is validated here, before anything reaches the core or the
+store, so bad input can only get a 4xx (API.md: "Bad input never gives a
+500"). Writes and linearizable reads on a follower are redirected (307) to
+the leader at the same path and query; with no leader known, 503 with
+``Retry-After``.
+
+May import the standard library, Twisted, Klein, graft.raft, graft.kv and
+graft.server.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from graft.kv import (
+    ApplyResult,
+    Delete,
+    InvalidKey,
+    KVError,
+    Outcome,
+    Put,
+    canonicalize_json,
+    encode_command,
+    key_from_bytes,
+)
+from graft.raft import NotLeader, Role
+from graft.server.driver import RaftDriver
+from graft.server.errors import Unavailable
+
+__all__ = ["ClientAPI"]
+
+_KV_PREFIX = b"/v1/kv/"
+_JSON = b"application/json"
+
+
+class _Refused(Exception):
+    """Answer the request with ``status`` and ``{"error": message}``."""
+
+    def __init__(
+        self, status: int, message: str, headers: dict[bytes, bytes] | None = None, **extra: Any
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class ClientAPI:
+    """The routes under ``/v1``, ``/healthz`` and ``/readyz`` of one node.
+
+    ``app`` is the Klein app; the node mounts the transport's peer routes
+    on it too, so both share one port."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        driver: RaftDriver,
+        *,
+        max_body_bytes: int = 1 << 20,
+        request_timeout_seconds: float = 10.0,
+    ) -> None:
+        self.driver = driver
+        self.max_body_bytes = max_body_bytes
+        self.request_timeout_seconds = request_timeout_seconds
+        self.app = Klein()
+        self.app.route("/v1/kv", branch=False)(self._kv_list)
+        self.app.route("/v1/kv/", branch=True)(self._kv_key)
+        self.app.route("/v1/status")(self._status)
+        self.app.route("/v1/members")(self._members)
+        self.app.route("/healthz")(self._healthz)
+        self.app.route("/readyz")(self._readyz)
+        self.app.route("/", branch=True)(self._not_found)
+
+    def resource(self) -> Any:
+        """The root resource: the Klein app behind a guard that answers
+        paths Klein cannot decode with a JSON 400."""
+        return _Utf8Guard(self.app.resource())
+
+    # --- plumbing ---------------------------------------------------------
+
+    async def _answer(self, request: Request, handler: Any) -> bytes:
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except _Refused as e:
+            for name, value in e.headers.items():
+                _set_header(request, name, value)
+            return _json(request, e.status, {"error": e.message, **e.extra})
+
+    def _redirect_or_unavailable(self, request: Request) -> _Refused:
+        """The answer for a request only the leader may serve."""
+        leader = self.driver.leader()
+        if leader is None or not leader.address:
+            return _Refused(503, "no leader known; retry shortly", {b"Retry-After": b"1"})
+        location = leader.address.rstrip("/").encode("utf-8") + request.uri
+        return _Refused(
+            307,
+            f"node {self.driver.node_id} is not the leader; node {leader.id} is",
+            {b"Location": location},
+            leader={"id": leader.id, "address": leader.address},
+        )
+
+    def _refusal_for(self, request: Request, error: Exception, what: str) -> _Refused:
+        if isinstance(error, NotLeader):
+            return self._redirect_or_unavailable(request)
+        if isinstance(error, Unavailable):
+            return _Refused(
+                503, error.reason, {b"Retry-After": str(error.retry_after_seconds).encode()}
+            )
+        if isinstance(error, TimeoutError | CancelledError):
+            return _Refused(
+                503,
+                f"timed out after {self.request_timeout_seconds:g}s waiting for the {what} "
+                "to be confirmed by the cluster; its outcome is unknown",
+                {b"Retry-After": b"1"},
+            )
+        raise error
+
+    async def _wait(self, request: Request, d: Deferred[Any], what: str) -> Any:
+        d.addTimeout(self.request_timeout_seconds, self.driver.clock)
+        try:
+            return await d
+        except (NotLeader, Unavailable, TimeoutError, CancelledError) as e:
+            raise self._refusal_for(request, e, what) from None
+
+    # --- /v1/kv/{key} -----------------------------------------------------
+
+    def _kv_key(self, request: Request, **_: object) -> Deferred[bytes]:
+        return Deferred.fromCoroutine(self._answer(request, self._kv_key_async))
+
+    async def _kv_key_async(self, request: Request) -> bytes:
+        method = request.method
+        if method not in (b"GET", b"HEAD", b"PUT", b"DELETE"):
+            raise _Refused(405, "use GET, PUT or DELETE", {b"Allow": b"GET, HEAD, PUT, DELETE"})
+        key = _key_of(request)
+        if method in (b"GET", b"HEAD"):
+            return await self._get(request, key)
+        if method == b"PUT":
+            return await self._put(request, key)
+        return await self._delete(request, key)
+
+    async def _get(self, request: Request, key: str) -> bytes:
+        await self._consistent_read(request)
+        record = self.driver.kv.get(key)
+        if record is None:
+            raise _Refused(404, f"key {key!r} not found")
+        _set_header(request, b"ETag", _etag(record.revision))
+        request.setResponseCode(200)
+        _set_header(request, b"Content-Type", _JSON)
+        return record.value
+
+    async def _put(self, request: Request, key: str) -> bytes:
+        if_revision = _if_match(request)
+        if_absent = _if_none_match(request)
+        if if_revision is not None and if_absent:
+            raise _Refused(400, "use If-Match or If-None-Match, not both")
+        body = self._body(request)
+        try:
+            value_json = canonicalize_json(body)
+            command = Put(
+                key=key, value_json=value_json, if_revision=if_revision, if_absent=if_absent
+            )
+        except KVError as e:
+            raise _Refused(400, f"bad JSON: {e}") from None
+        result = await self._write(request, encode_command(command))
+        _set_header(request, b"ETag", _etag(result.revision))
+        return _json(request, 200, {"key": key, "revision": result.revision})
+
+    async def _delete(self, request: Request, key: str) -> bytes:
+        if request.getHeader(b"if-none-match") is not None:
+            raise _Refused(400, "If-None-Match is not supported on DELETE")
+        command = Delete(key=key, if_revision=_if_match(request))
+        await self._write(request, encode_command(command))
+        request.setResponseCode(204)
+        return b""
+
+    async def _write(self, request: Request, data: bytes) -> ApplyResult:
+        """Propose ``data`` on the leader and wait until it is applied;
+        the outcomes other than OK become refusals."""
+        if self.driver.node.role is not Role.LEADER:
+            self._check_failed()
+            raise self._redirect_or_unavailable(request)
+        result: ApplyResult = await self._wait(request, self.driver.propose(data), "write")
+        if result.outcome is Outcome.OK:
+            return result
+        if result.outcome is Outcome.PRECONDITION_FAILED:
+            raise _Refused(412, result.error or "precondition failed", revision=result.revision)
+        if result.outcome is Outcome.NOT_FOUND:
+            raise _Refused(404, result.error or "not found")
+        raise _Refused(400, result.error or "invalid command")
+
+    def _check_failed(self) -> None:
+        reason = self.driver.failed_reason
+        if reason is not None:
+            raise _Refused(503, f"storage failed: {reason}", {b"Retry-After": b"1"})
+
+    async def _consistent_read(self, request: Request) -> None:
+        """Return once ``request`` may be served from the local store: at
+        once for ``consistency=stale``, after a ReadIndex round otherwise."""
+        consistency = _query_value(request, b"consistency")
+        if consistency == "stale":
+            return
+        if consistency not in (None, "linearizable", "default"):
+            raise _Refused(400, "consistency must be 'stale' or 'linearizable'")
+        if self.driver.node.role is not Role.LEADER:
+            self._check_failed()
+            raise self._redirect_or_unavailable(request)
+        await self._wait(request, self.driver.read_barrier(), "read")
+
+    def _body(self, request: Request) -> bytes:
+        """The request body, after the length checks (411, 413, 400)."""
+        limit = self.max_body_bytes
+        if getattr(request, "body_too_large", False):
+            raise _Refused(413, f"body over the limit of {limit} bytes")
+        length = request.getHeader(b"content-length")
+        if length is None and request.getHeader(b"transfer-encoding") is None:
+            raise _Refused(411, "a request body (a JSON document) is required")
+        if length is not None:
+            if not length.isdigit():
+                raise _Refused(400, "bad Content-Length header")
+            if int(length) > limit:
+                raise _Refused(413, f"body over the limit of {limit} bytes")
+        content = request.content
+        if content is None:
+            raise _Refused(411, "a request body (a JSON document) is required")
+        content.seek(0)
+        body = content.read(limit + 1)
+        if len(body) > limit:
+            raise _Refused(413, f"body over the limit of {limit} bytes")
+        if not body:
+            raise _Refused(411, "a request body (a JSON document) is required")
+        return body  # type: ignore[no-any-return]
+
+    # --- /v1/kv?prefix=P&limit=N -------------------------------------------
+
+    def _kv_list(self, request: Request) -> Deferred[bytes]:
+        return Deferred.fromCoroutine(self._answer(request, self._kv_list_async))
+
+    async def _kv_list_async(self, request: Request) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            raise _Refused(405, "use GET", {b"Allow": b"GET, HEAD"})
+        prefix = _query_value(request, b"prefix") or ""
+        limit_text = _query_value(request, b"limit")
+        limit: int | None = None
+        if limit_text is not None:
+            if not limit_text.isascii() or not limit_text.isdigit():
+                raise _Refused(400, f"limit must be a non-negative integer, not {limit_text!r}")
+            limit = int(limit_text)
+        await self._consistent_read(request)
+        kv = self.driver.kv
+        items = [
+            b'{"key":%s,"value":%s,"revision":%d}'
+            % (json.dumps(r.key, ensure_ascii=False).encode("utf-8"), r.value, r.revision)
+            for r in kv.list(prefix, limit)
+        ]
+        request.setResponseCode(200)
+        _set_header(request, b"Content-Type", _JSON)
+        return b'{"items":[%s],"revision":%d}' % (b",".join(items), kv.revision)
+
+    # --- status and health ------------------------------------------------
+
+    def _status(self, request: Request) -> Deferred[bytes]:
+        return Deferred.fromCoroutine(self._answer(request, self._status_async))
+
+    async def _status_async(self, request: Request) -> bytes:
+        _only_get(request)
+        driver = self.driver
+        node = driver.node
+        leader = driver.leader()
+        return _json(
+            request,
+            200,
+            {
+                "id": driver.node_id,
+                "role": _role_name(driver),
+                "term": node.term,
+                "leader": None if leader is None else {"id": leader.id, "address": leader.address},
+                "commit_index": node.commit_index,
+                "applied_index": driver.kv.applied_index,
+                "members": _members(driver),
+                "failed": driver.failed_reason,
+            },
+        )
+
+    def _members(self, request: Request) -> Deferred[bytes]:
+        return Deferred.fromCoroutine(self._answer(request, self._members_async))
+
+    async def _members_async(self, request: Request) -> bytes:
+        _only_get(request)
+        return _json(request, 200, {"members": _members(self.driver)})
+
+    def _healthz(self, request: Request) -> Deferred[bytes]:
+        return Deferred.fromCoroutine(self._answer(request, self._healthz_async))
+
+    async def _healthz_async(self, request: Request) -> bytes:
+        _only_get(request)
+        self._check_failed()
+        return _json(request, 200, {"status": "ok"})
+
+    def _readyz(self, request: Request) -> Deferred[bytes]:
+        return Deferred.fromCoroutine(self._answer(request, self._readyz_async))
+
+    async def _readyz_async(self, request: Request) -> bytes:
+        _only_get(request)
+        self._check_failed()
+        driver = self.driver
+        if driver.leader() is None:
+            raise _Refused(503, "no leader known", {b"Retry-After": b"1"})
+        applied, commit = driver.kv.applied_index, driver.node.commit_index
+        if applied < commit:
+            raise _Refused(
+                503, f"catching up: applied {applied} of {commit} committed", {b"Retry-After": b"1"}
+            )
+        return _json(request, 200, {"status": "ready"})
+
+    def _not_found(self, request: Request, **_: object) -> bytes:
+        return _json(request, 404, {"error": f"no such route: {request.path.decode('latin-1')}"})
+
+
+class _Utf8Guard(Resource):
+    """Klein answers a path or Host that is not UTF-8 with an HTML 400;
+    answer it here with our JSON error instead."""
+
+    isLeaf = True
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._inner = inner
+
+    def render(self, request: Request) -> Any:
+        try:
+            b"/".join(request.postpath or []).decode("utf-8")
+            host: bytes = request.getRequestHostname()  # type: ignore[no-untyped-call]
+            host.decode("utf-8")
+        except UnicodeDecodeError:
+            what = "key" if request.path.startswith(_KV_PREFIX) else "path"
+            return _json(request, 400, {"error": f"bad {what}: not valid UTF-8"})
+        return self._inner.render(request)
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+def _set_header(request: Request, name: bytes, value: bytes) -> None:
+    request.setHeader(name, value)  # type: ignore[no-untyped-call]
+
+
+def _json(request: Request, status: int, body: object) -> bytes:
+    request.setResponseCode(status)
+    _set_header(request, b"Content-Type", _JSON)
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def _only_get(request: Request) -> None:
+    if request.method not in (b"GET", b"HEAD"):
+        raise _Refused(405, "use GET", {b"Allow": b"GET, HEAD"})
+
+
+def _etag(revision: int | None) -> bytes:
+    return b'"%d"' % (revision or 0)
+
+
+def _key_of(request: Request) -> str:
+    raw = request.path[len(_KV_PREFIX) :]
+    try:
+        return key_from_bytes(unquote_to_bytes(raw))
+    except InvalidKey as e:
+        raise _Refused(400, f"bad key: {e}") from None
+
+
+def _query_value(request: Request, name: bytes) -> str | None:
+    values = (request.args or {}).get(name)
+    if not values:
+        return None
+    try:
+        return values[-1].decode("utf-8")  # type: ignore[no-any-return]
+    except UnicodeDecodeError:
+        raise _Refused(400, f"query parameter {name.decode()} is not valid UTF-8") from None
+
+
+def _if_match(request: Request) -> int | None:
+    """The revision of an ``If-Match: "R"`` header, or None if absent."""
+    header = request.getHeader("if-match")
+    if header is None:
+        return None
+    text = header.strip()
+    if len(text) >= 3 and text[0] == text[-1] == '"' and text[1:-1].isascii():
+        inner = text[1:-1]
+        if inner.isdigit():
+            return int(inner)
+    raise _Refused(400, f'bad If-Match header {header!r}: expected a revision such as "7"')
+
+
+def _if_none_match(request: Request) -> bool:
+    header = request.getHeader("if-none-match")
+    if header is None:
+        return False
+    if header.strip() == "*":
+        return True
+    raise _Refused(400, f"bad If-None-Match header {header!r}: only * is supported")
+
+
+def _role_name(driver: RaftDriver) -> str:
+    member = driver.configuration.member(driver.node_id)
+    if member is None or not member.voter:
+        return "learner"
+    role = driver.node.role
+    if role is Role.LEADER:
+        return "leader"
+    if role is Role.FOLLOWER:
+        return "follower"
+    return "candidate"
+
+
+def _members(driver: RaftDriver) -> list[dict[str, object]]:
+    return [
+        {"id": m.id, "address": m.address, "voter": m.voter} for m in driver.configuration.members
+    ]

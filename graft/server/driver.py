@@ -1,0 +1,515 @@
+"""The driver: feeds a :class:`graft.raft.RaftNode` its inputs and carries
+out each ``Ready`` it returns, in the order of graft/raft/ready.py.
+
+One Ready is in flight at a time. Inputs (ticks, peer messages, client
+writes and reads) arriving while its entries are being made durable go
+straight into the core and form the next batch: the group commit
+(STYLE.md §3). Waiting clients are Deferreds resolved when their entry is
+applied (writes) or their read is confirmed (linearizable reads).
+
+Everything here takes its clock, storage, transport, state machine and
+randomness from the constructor, so tests run whole nodes on one
+``task.Clock`` with in-memory twins.
+
+May import the standard library, attrs, Twisted, graft.raft, graft.kv,
+graft.storage and graft.transport.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from graft.kv import ApplyResult, KVStore, chunks_of
+from graft.raft import (
+    Configuration,
+    Entry,
+    EntryKind,
+    HardState,
+    Member,
+    NotLeader,
+    PersistentState,
+    ProposalDropped,
+    RaftConfig,
+    RaftNode,
+    Ready,
+    Role,
+    SnapshotMeta,
+)
+from graft.raft.messages import Message, NodeId, SnapshotData
+from graft.server.errors import LeadershipChanged, NodeFailed, NodeStopping, Unavailable
+from graft.storage.errors import StorageFailed
+from graft.transport.interfaces import ITransport, Receive
+
+__all__ = ["DurableLog", "RaftDriver", "SnapshotStore"]
+
+
+class DurableLog(Protocol):
+    """What the driver needs of its log: GroupCommitLog, or the in-memory
+    twin :class:`graft.server.memory.MemoryDurableLog`."""
+
+    failed_reason: str | None
+
+    @property
+    def first_index(self) -> int: ...
+    @property
+    def last_index(self) -> int: ...
+    def entries(self, lo: int, hi: int) -> Sequence[Entry]: ...
+    def term_at(self, index: int) -> int | None: ...
+    def load_hard_state(self) -> HardState: ...
+    def append(
+        self, entries: Sequence[Entry], hard_state: HardState | None = None
+    ) -> Deferred[None]: ...
+    def drop_prefix(self, index: int) -> Deferred[None]: ...
+    def reset(self, index: int) -> Deferred[None]: ...
+    def close(self) -> Deferred[None]: ...
+
+
+class SnapshotStore(Protocol):
+    """What the driver needs of an ``ISnapshotStore``."""
+
+    def create(self, meta: SnapshotMeta, data: bytes) -> None: ...
+    def latest(self) -> tuple[SnapshotMeta, SnapshotData] | None: ...
+
+
+@attrs.define
+class _PendingWrite:
+    index: int
+    term: int
+    done: Deferred[ApplyResult]
+
+
+def _silence(failure: Failure) -> None:
+    """Errback of last resort on Deferreds nobody may be waiting on."""
+    return None
+
+
+class RaftDriver:
+    """One node: its core, the storage it persists to, the transport it
+    talks on and the key/value store it applies to.
+
+    Invariants: at most one Ready is outstanding (``_in_flight``); a client
+    write is answered only once its entry is applied, which implies it was
+    committed on a majority and durable here; once ``failed_reason`` is set
+    the node takes no more input and acknowledges nothing.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        config: RaftConfig,
+        clock: Any,
+        log_storage: DurableLog,
+        snapshots: SnapshotStore,
+        transport: Callable[[Receive], ITransport],
+        state_machine: KVStore,
+        rng: random.Random,
+        initial_configuration: Configuration,
+        tick_seconds: float = 0.05,
+        snapshot_threshold: int = 10000,
+    ) -> None:
+        self.clock = clock
+        self.log_storage = log_storage
+        self.snapshots = snapshots
+        self.kv = state_machine
+        self.tick_seconds = tick_seconds
+        self.snapshot_threshold = snapshot_threshold
+        #: Why the node stopped acknowledging writes, or None while healthy.
+        self.failed_reason: str | None = None
+        self._stopping = False
+        self._in_flight = False
+        self._idle_waiters: list[Deferred[None]] = []
+        self._writes: dict[int, _PendingWrite] = {}
+        self._reads: dict[Hashable, Deferred[None]] = {}
+        self._read_ids = itertools.count(1)
+        self._role: Role | None = None
+        self._leader_id: NodeId | None = None
+        state = self._load(config.node_id, initial_configuration)
+        self.node = RaftNode(config, state, rng)
+        self.node_id: NodeId = config.node_id
+        self._configuration = self.node.configuration
+        # zope interfaces are opaque to mypy: keep the transport untyped.
+        self.transport: Any = transport(self.receive)
+        self._ticker = LoopingCall(self.tick)
+        self._ticker.clock = clock
+
+    # --- start-up -------------------------------------------------------
+
+    def _load(self, node_id: NodeId, initial: Configuration) -> PersistentState:
+        """Read back hard state, newest snapshot and the entries after it;
+        restore the state machine from the snapshot."""
+        latest = self.snapshots.latest()
+        data: SnapshotData | None = None
+        if latest is None:
+            meta = SnapshotMeta(index=0, term=0, configuration=initial)
+        else:
+            meta, data = latest
+            self.kv.restore(chunks_of(data))
+        log = self.log_storage
+        if log.last_index < meta.index:
+            # The log ends before the snapshot (it was installed from the
+            # leader, or compacted past): continue the log after it.
+            log.reset(meta.index).addErrback(_silence)
+            entries: tuple[Entry, ...] = ()
+        else:
+            lo = max(meta.index + 1, log.first_index)
+            if lo > meta.index + 1:
+                raise ValueError(
+                    f"log starts at {log.first_index} but the newest snapshot ends at "
+                    f"{meta.index}: entries in between are missing"
+                )
+            entries = tuple(log.entries(lo, log.last_index + 1))
+        hard_state = log.load_hard_state()
+        self.log.info(
+            "node {node_id} loaded term {term}, snapshot at {snapshot_index}, "
+            "{count} entries after it",
+            node_id=node_id,
+            term=hard_state.term,
+            snapshot_index=meta.index,
+            count=len(entries),
+        )
+        return PersistentState(
+            hard_state=hard_state, snapshot=meta, snapshot_data=data, entries=entries
+        )
+
+    def start(self) -> Deferred[None]:
+        """Start the transport and the ticker."""
+        self._update_peers(force=True)
+        d: Deferred[None] = self.transport.start()
+        self._ticker.start(self.tick_seconds, now=False).addErrback(
+            lambda f: self.log.failure("ticker of node {node_id} failed", f, node_id=self.node_id)
+        )
+        self._kick()
+        return d
+
+    def stop(self) -> Deferred[None]:
+        """Stop taking input, fail waiting clients, let the Ready in flight
+        finish persisting, stop the transport."""
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        self._stopping = True
+        if self._ticker.running:
+            self._ticker.stop()
+        self._fail_waiters(NodeStopping("the node is shutting down"))
+        if self._in_flight:
+            d: Deferred[None] = Deferred()
+            self._idle_waiters.append(d)
+            await d
+        await self.transport.stop()
+
+    # --- inputs ---------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        return self.failed_reason is None and not self._stopping
+
+    def tick(self) -> None:
+        if not self.accepting:
+            return
+        self.node.tick()
+        self._kick()
+
+    def receive(self, message: Message) -> None:
+        """The transport's callback: one valid message from a peer."""
+        if not self.accepting:
+            return
+        self.node.step(message)
+        self._kick()
+
+    def propose(self, data: bytes) -> Deferred[ApplyResult]:
+        """Propose a command; fires with its ApplyResult once applied here.
+
+        Fails at once with NotLeader (carrying who is) or Unavailable;
+        later with LeadershipChanged if another leader's entry took its
+        index."""
+        try:
+            self._check_accepting()
+            index = self.node.propose(data)
+        except (NotLeader, Unavailable) as e:
+            return _failed(e)
+        except ProposalDropped as e:
+            return _failed(Unavailable(f"the leader is not taking writes now: {e}"))
+        done: Deferred[ApplyResult] = Deferred()
+        self._writes[index] = _PendingWrite(index=index, term=self.node.term, done=done)
+        self._kick()
+        return done
+
+    def read_barrier(self) -> Deferred[None]:
+        """Fires once the state machine may serve a linearizable read
+        (ReadIndex, thesis §6.4): read ``kv`` in the callback."""
+        try:
+            self._check_accepting()
+            request_id = next(self._read_ids)
+            self.node.read(request_id)
+        except (NotLeader, Unavailable) as e:
+            return _failed(e)
+        done: Deferred[None] = Deferred()
+        self._reads[request_id] = done
+        self._kick()
+        return done
+
+    def _check_accepting(self) -> None:
+        if self.failed_reason is not None:
+            raise NodeFailed(f"storage failed: {self.failed_reason}")
+        if self._stopping:
+            raise NodeStopping("the node is shutting down")
+
+    # --- views for the client API ----------------------------------------
+
+    @property
+    def configuration(self) -> Configuration:
+        return self.node.configuration
+
+    def leader(self) -> Member | None:
+        """The leader as far as this node knows, with its address."""
+        leader_id = self.node.leader_id
+        if leader_id is None:
+            return None
+        member = self.node.configuration.member(leader_id)
+        return member if member is not None else Member(id=leader_id, address="")
+
+    # --- the Ready loop -----------------------------------------------------
+
+    def _kick(self) -> None:
+        """After any input: start working on a Ready unless one is in flight
+        (then the loop picks the new input up when it is done)."""
+        if self._in_flight or not self.accepting or not self.node.has_ready():
+            return
+        self._in_flight = True
+        Deferred.fromCoroutine(self._loop()).addErrback(self._loop_crashed)
+
+    async def _loop(self) -> None:
+        try:
+            while self.failed_reason is None and self.node.has_ready():
+                await self._handle(self.node.ready())
+        finally:
+            self._in_flight = False
+            idle, self._idle_waiters = self._idle_waiters, []
+            for d in idle:
+                d.callback(None)
+
+    def _loop_crashed(self, failure: Failure) -> None:
+        # A bug of ours: stop acknowledging rather than run on in an
+        # unknown state.
+        self.log.failure("driver of node {node_id} crashed", failure, node_id=self.node_id)
+        self._enter_failed(f"internal error: {failure.getErrorMessage()}")
+
+    async def _handle(self, ready: Ready) -> None:
+        """Carry out one Ready, in the contract's order (ready.py)."""
+        self._note(ready)
+        # 3. Messages that may go before persisting (thesis §10.2.1).
+        for m in ready.messages:
+            self.transport.send(m)
+        try:
+            # 1. A snapshot from the leader, before the entries after it.
+            if ready.snapshot is not None:
+                await self._install_snapshot(ready)
+            # 2. Entries and hard state, durable before anything promises them.
+            if ready.entries or ready.hard_state is not None:
+                await self.log_storage.append(ready.entries, ready.hard_state)
+        except StorageFailed as e:
+            self._enter_failed(str(e))
+            return
+        # 4. Votes and acknowledgements promise durable state (thesis §3.8).
+        for m in ready.messages_after_persist:
+            self.transport.send(m)
+        # 5. Apply, then resolve the writes waiting on those entries.
+        for entry in ready.committed_entries:
+            self._apply(entry)
+        # 6. Reads confirmed by a quorum and covered by what was applied.
+        for read in ready.reads:
+            waiting = self._reads.pop(read.request_id, None)
+            if waiting is not None:
+                assert read.index <= self.kv.applied_index, (read, self.kv.applied_index)
+                waiting.callback(None)
+        for request_id in ready.failed_reads:
+            waiting = self._reads.pop(request_id, None)
+            if waiting is not None:
+                waiting.errback(LeadershipChanged("leadership changed during the read, retry"))
+        # 7.
+        self.node.advance(ready)
+        self._update_peers()
+        if ready.entries or ready.snapshot is not None or ready.role is not Role.LEADER:
+            self._fail_overwritten_writes()
+        self._maybe_compact()
+
+    async def _install_snapshot(self, ready: Ready) -> None:
+        snapshot = ready.snapshot
+        assert snapshot is not None
+        meta = snapshot.meta
+        self.snapshots.create(meta, snapshot.data)
+        if self.log_storage.term_at(meta.index) == meta.term:
+            await self.log_storage.drop_prefix(meta.index)
+        else:
+            await self.log_storage.reset(meta.index)
+        self.kv.restore(chunks_of(snapshot.data))
+        self.log.info(
+            "node {node_id} installed a snapshot up to {index} (term {term})",
+            node_id=self.node_id,
+            index=meta.index,
+            term=meta.term,
+        )
+        # Writes at or below the snapshot: their fate is in it, not
+        # knowable here. They were proposed by this node as leader, which
+        # it no longer is.
+        for index in sorted(i for i in self._writes if i <= meta.index):
+            self._writes.pop(index).done.errback(
+                LeadershipChanged("leadership changed; the write's outcome is unknown, retry")
+            )
+
+    def _apply(self, entry: Entry) -> None:
+        if entry.index <= self.kv.applied_index:
+            return  # covered by a snapshot restored meanwhile
+        result: ApplyResult | None = None
+        if entry.kind is EntryKind.COMMAND:
+            result = self.kv.apply(entry.index, entry.data)
+        else:
+            self.kv.mark_applied(entry.index)
+        waiting = self._writes.pop(entry.index, None)
+        if waiting is None:
+            return
+        if waiting.term == entry.term and result is not None:
+            waiting.done.callback(result)
+        else:
+            waiting.done.errback(
+                LeadershipChanged("leadership changed before the write committed, retry")
+            )
+
+    def _fail_overwritten_writes(self) -> None:
+        """Fail writes whose entry is no longer in the log with their term:
+        another leader overwrote it (§5.3), so it will never apply."""
+        node = self.node
+        for index in sorted(self._writes):
+            write = self._writes[index]
+            term = node.term_at(index) if index <= node.last_index else None
+            if term is not None and term == write.term:
+                continue
+            if term is None and index <= node.snapshot_meta.index:
+                continue  # compacted: applied already or soon
+            del self._writes[index]
+            write.done.errback(
+                LeadershipChanged("leadership changed before the write committed, retry")
+            )
+
+    def _note(self, ready: Ready) -> None:
+        """Log what the core reports: role changes at info, the rest debug."""
+        if ready.role is not self._role or ready.leader_id != self._leader_id:
+            self.log.info(
+                "node {node_id} is {role} in term {term}, leader {leader_id}",
+                node_id=self.node_id,
+                role=ready.role.value,
+                term=ready.term,
+                leader_id=ready.leader_id,
+            )
+            self._role, self._leader_id = ready.role, ready.leader_id
+        for fact in ready.facts:
+            self.log.debug(
+                "node {node_id} term {term}: {fact} {detail}",
+                node_id=self.node_id,
+                term=fact.term,
+                fact=fact.name,
+                detail=fact.detail,
+            )
+
+    def _update_peers(self, force: bool = False) -> None:
+        """Configurations are in force from their append (thesis §4.1), so
+        the address book follows the core's current one."""
+        configuration = self.node.configuration
+        if configuration == self._configuration and not force:
+            return
+        self._configuration = configuration
+        peers = {m.id: m.address for m in configuration.members if m.id != self.node_id}
+        self.transport.set_peers(peers)
+        if not force:
+            self.log.info(
+                "node {node_id} term {term}: members now {members}",
+                node_id=self.node_id,
+                term=self.node.term,
+                members=", ".join(f"{m.id}={m.address}" for m in configuration.members),
+            )
+
+    def _maybe_compact(self) -> None:
+        """Past ``snapshot_threshold`` applied entries beyond the last
+        snapshot: save the state machine and drop the log before it (§7)."""
+        node = self.node
+        index = self.kv.applied_index
+        if index - node.snapshot_meta.index < self.snapshot_threshold:
+            return
+        if index > node.applied_index:
+            return
+        term = node.term_at(index)
+        if term is None:
+            return
+        # The configuration as of ``index``: the newest CONFIG entry at or
+        # before it, else the current snapshot's.
+        configuration = node.snapshot_meta.configuration
+        for entry in node.entries(node.snapshot_meta.index + 1, index + 1):
+            if entry.kind is EntryKind.CONFIG:
+                configuration = Configuration.decode(entry.data)
+        data = b"".join(self.kv.snapshot().chunks())
+        meta = SnapshotMeta(index=index, term=term, configuration=configuration)
+        try:
+            self.snapshots.create(meta, data)
+        except Exception as e:
+            self.log.warn(
+                "node {node_id} term {term}: could not save a snapshot: {error}",
+                node_id=self.node_id,
+                term=node.term,
+                error=str(e),
+            )
+            return
+        node.compact(index, data)
+        self.log_storage.drop_prefix(index).addErrback(self._storage_errback)
+        self.log.info(
+            "node {node_id} term {term}: snapshot at {index}, log compacted",
+            node_id=self.node_id,
+            term=node.term,
+            index=index,
+        )
+
+    def _storage_errback(self, failure: Failure) -> None:
+        if not isinstance(failure.value, StorageFailed):
+            self._loop_crashed(failure)
+            return
+        self._enter_failed(failure.getErrorMessage())
+
+    # --- failure ------------------------------------------------------------
+
+    def _enter_failed(self, reason: str) -> None:
+        if self.failed_reason is not None:
+            return
+        self.failed_reason = reason
+        self.log.error(
+            "node {node_id} term {term} stopped acknowledging writes: {reason}",
+            node_id=self.node_id,
+            term=self.node.term,
+            reason=reason,
+        )
+        if self._ticker.running:
+            self._ticker.stop()
+        self._fail_waiters(NodeFailed(f"storage failed: {reason}"))
+
+    def _fail_waiters(self, error: Exception) -> None:
+        writes, self._writes = self._writes, {}
+        reads, self._reads = self._reads, {}
+        for index in sorted(writes):
+            writes[index].done.errback(error)
+        for d in reads.values():
+            d.errback(error)
+
+
+def _failed(error: Exception) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.errback(error)
+    return d

@@ -1,0 +1,182 @@
+"""The driver's promises: a write is answered only once applied (durable
+on a majority), a leader change fails waiting writes clearly, a storage
+failure stops acknowledgements (STYLE.md §3, ready.py's contract)."""
+
+from __future__ import annotations
+
+from graft.raft import Role
+from tests.server.helpers import Cluster, has_result
+
+
+def test_write_is_not_answered_until_the_log_append_is_durable():
+    """ready.py step 2: nothing is acknowledged before the fsync returns."""
+    cluster = Cluster()
+    cluster.start()
+    leader = cluster.elect()
+    for node in cluster.nodes.values():
+        node.log.hold()
+    d = cluster.pending(leader, "PUT", "/v1/kv/k", data=b"1")
+    cluster.run(2.0)
+    leader.stub.flush()
+    assert not has_result(d)
+    assert leader.kv.get("k") is None
+    for node in cluster.nodes.values():
+        node.log.release()
+    cluster.wait(leader, d)
+    answer = cluster.answer_of(leader, d)
+    assert answer.code == 200
+    assert answer.json() == {"key": "k", "revision": 1}
+
+
+def test_write_waits_for_the_leaders_own_durable_append():
+    """The leader applies only entries it holds durably (ready.py step 5)."""
+    cluster = Cluster()
+    cluster.start()
+    leader = cluster.elect()
+    leader.log.hold()
+    d = cluster.pending(leader, "PUT", "/v1/kv/k", data=b"1")
+    cluster.run(0.2)
+    leader.stub.flush()
+    assert not has_result(d)
+    leader.log.release()
+    cluster.wait(leader, d)
+    assert cluster.answer_of(leader, d).code == 200
+
+
+def test_leader_change_fails_a_pending_write_with_a_clear_503():
+    """§5.3: a write whose entry another leader overwrote did not happen;
+    the client hears so instead of waiting forever."""
+    cluster = Cluster()
+    cluster.start()
+    old = cluster.elect()
+    others = [n.node_id for n in cluster.nodes.values() if n is not old]
+    d = cluster.pending(old, "PUT", "/v1/kv/k", data=b"1")
+    cluster.network.isolate(old.node_id, others)
+    cluster.run(3.0)
+    new = cluster.leader() if cluster.leader() is not old else None
+    leaders = [n for n in cluster.nodes.values() if n.driver.node.role is Role.LEADER]
+    assert any(n is not old for n in leaders)
+    assert not has_result(d)
+    cluster.network.heal()
+    cluster.wait(old, d)
+    answer = cluster.answer_of(old, d)
+    assert answer.code == 503
+    assert "leadership changed" in answer.json()["error"]
+    assert answer.header("Retry-After")
+    del new
+    for node in cluster.nodes.values():
+        assert node.kv.get("k") is None
+
+
+def test_write_times_out_with_503_when_no_majority_answers():
+    cluster = Cluster(request_timeout_seconds=1.0)
+    cluster.start()
+    leader = cluster.elect()
+    others = [n.node_id for n in cluster.nodes.values() if n is not leader]
+    cluster.network.isolate(leader.node_id, others)
+    answer = cluster.request(leader, "PUT", "/v1/kv/k", data=b"1", max_seconds=3.0)
+    assert answer.code in (503, 307)
+    if answer.code == 503:
+        assert answer.header("Retry-After")
+
+
+def test_storage_failure_stops_acknowledging_and_shows_in_status():
+    """A failed fsync cannot be retried: the node answers 503 with the
+    reason and /v1/status says so."""
+    cluster = Cluster()
+    cluster.start()
+    leader = cluster.elect()
+    leader.log.hold()
+    d = cluster.pending(leader, "PUT", "/v1/kv/k", data=b"1")
+    cluster.run(0.1)
+    leader.log.fail("fsync failed: EIO")
+    cluster.wait(leader, d)
+    answer = cluster.answer_of(leader, d)
+    assert answer.code == 503
+    assert "EIO" in answer.json()["error"]
+    again = cluster.request(leader, "PUT", "/v1/kv/k", data=b"2")
+    assert again.code == 503
+    assert "EIO" in again.json()["error"]
+    status = cluster.request(leader, "GET", "/v1/status").json()
+    assert "EIO" in status["failed"]
+    assert cluster.request(leader, "GET", "/healthz").code == 503
+    assert cluster.request(leader, "GET", "/readyz").code == 503
+
+
+def test_followers_apply_committed_writes():
+    """§5.3: every node applies the same entries in the same order."""
+    cluster = Cluster()
+    cluster.start()
+    leader = cluster.elect()
+    for i in range(5):
+        assert cluster.request(leader, "PUT", f"/v1/kv/k{i}", data=b"%d" % i).code == 200
+    cluster.run(1.0)
+    for node in cluster.nodes.values():
+        assert [r.key for r in node.kv.list()] == [f"k{i}" for i in range(5)]
+        assert node.kv.revision == 5
+
+
+def test_log_is_compacted_past_the_snapshot_threshold_and_a_lagging_follower_catches_up():
+    """§7: past the threshold the leader snapshots and drops its log; a
+    follower that missed those entries receives the snapshot."""
+    cluster = Cluster(snapshot_threshold=5)
+    cluster.start()
+    leader = cluster.elect()
+    lagging = cluster.followers()[0]
+    cluster.network.isolate(
+        lagging.node_id, [n.node_id for n in cluster.nodes.values() if n is not lagging]
+    )
+    for i in range(12):
+        assert cluster.request(leader, "PUT", f"/v1/kv/k{i}", data=b"%d" % i).code == 200
+    assert leader.driver.node.snapshot_meta.index > 0
+    assert leader.snapshots.latest() is not None
+    cluster.network.heal()
+    cluster.run(3.0)
+    assert lagging.kv.revision == 12
+    assert lagging.kv.get("k11").value == b"11"
+
+
+def test_linearizable_read_on_the_leader_sees_the_acknowledged_write():
+    cluster = Cluster()
+    cluster.start()
+    leader = cluster.elect()
+    assert cluster.request(leader, "PUT", "/v1/kv/k", data=b'"a"').code == 200
+    got = cluster.request(leader, "GET", "/v1/kv/k")
+    assert got.code == 200
+    assert got.json() == "a"
+
+
+def test_writes_arriving_during_a_slow_fsync_share_the_next_append():
+    """Group commit (STYLE.md §3): one Ready in flight; inputs arriving
+    meanwhile form the next batch, persisted by one append."""
+    cluster = Cluster()
+    cluster.start()
+    leader = cluster.elect()
+    batches: list[int] = []
+    append = leader.log.append
+
+    def spy(entries, hard_state=None):
+        batches.append(len(entries))
+        return append(entries, hard_state)
+
+    leader.log.append = spy  # type: ignore[method-assign]
+    leader.log.hold()
+    pending = [cluster.pending(leader, "PUT", f"/v1/kv/k{i}", data=b"1") for i in range(4)]
+    leader.stub.flush()
+    assert batches == [1]  # the first write's Ready waits for its fsync
+    leader.log.release()
+    for d in pending:
+        cluster.wait(leader, d)
+        assert cluster.answer_of(leader, d).code == 200
+    assert batches[1] == 3  # the other three went in one append
+
+
+def test_exports_are_the_intended_objects():
+    import graft.server
+    from graft.server.driver import RaftDriver
+    from graft.server.service import make_node_service
+
+    assert graft.server.RaftDriver is RaftDriver
+    assert graft.server.make_node_service is make_node_service
+    for name in graft.server.__all__:
+        assert getattr(graft.server, name) is not None
