@@ -20,11 +20,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 run: $(STAMP)
-	@if $(BIN)/python -c 'import graft.cli' 2>/dev/null; then \
-		$(BIN)/graft node run --id 1 --port 9001 --data-dir ./graft-data/1; \
-	else \
-		echo "graft: the node (graft node run) has not landed yet; make run will start one when it does."; \
-	fi
+	$(BIN)/graft node run --id 1 --port 9001 --data-dir ./graft-data/1
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider tests
