@@ -259,14 +259,15 @@ class RaftNode(LeaderMixin):
             raise NotLeader(self.leader_id)
         self._read(request_id)
 
-    def compact(self, index: int, data: SnapshotData) -> None:
+    def compact(self, index: int, data: SnapshotData, retain: int = 0) -> None:
         """The driver saved a snapshot of the state machine at ``index``
-        (applied already): drop the log up to it, keep ``data`` to send to
-        followers that fall behind it (§7)."""
+        (applied already): drop the log up to it but for a tail of
+        ``retain`` entries, and keep ``data`` to send to followers that fall
+        behind the log (§7)."""
         assert self.log.snapshot.index <= index <= self.applied_index, (
             f"compact({index}) outside [{self.log.snapshot.index}, {self.applied_index}]"
         )
-        self.log.compact(index)
+        self.log.compact(index, retain)
         self._snapshot_data = data
         self._fact("compacted", f"up to {index}")
 

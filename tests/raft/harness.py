@@ -130,10 +130,11 @@ class Cluster:
     def heal(self) -> None:
         self.drop = lambda m: False
 
-    def compact(self, node_id: int, index: int, data: bytes) -> None:
-        """What a driver does on taking a snapshot: save it, then compact."""
+    def compact(self, node_id: int, index: int, data: bytes, retain: int = 0) -> None:
+        """What a driver does on taking a snapshot: save it, then compact.
+        The disk drops the whole prefix; only the core keeps a tail."""
         node = self.nodes[node_id]
-        node.compact(index, data)
+        node.compact(index, data, retain)
         disk = self.disks[node_id]
         disk.snapshot = node.snapshot_meta
         disk.snapshot_data = data

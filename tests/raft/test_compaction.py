@@ -71,6 +71,51 @@ def test_follower_behind_the_snapshot_receives_it_in_chunks():
     assert follower.last_index == leader.last_index
 
 
+def test_compaction_can_keep_a_tail_of_entries_the_snapshot_covers():
+    """§7, as etcd does: a leader that keeps a tail behind its snapshot
+    still answers term queries there and sends it to a follower only
+    slightly behind, instead of the snapshot."""
+    cluster = Cluster()
+    leader = cluster.elect(1)
+    for i in range(3):
+        leader.propose(f"early{i}".encode())
+    cluster.deliver()
+    cluster.tick(leader.config.heartbeat_interval_ticks)
+    cluster.stop(3)
+    for i in range(5):
+        leader.propose(f"c{i}".encode())
+    cluster.deliver()
+    applied = leader.applied_index
+
+    cluster.compact(1, applied, DATA, retain=6)
+
+    assert leader.snapshot_meta.index == applied
+    assert leader.first_index == applied - 6 + 1
+    assert leader.term_at(applied - 6) == leader.term
+    follower = cluster.restart(3)
+    assert follower.last_index < applied
+    cluster.tick(leader.config.heartbeat_interval_ticks)
+    assert cluster.messages(InstallSnapshot, target=3) == []
+    assert follower.last_index == leader.last_index
+    assert cluster.commands(3)[-5:] == [f"c{i}".encode() for i in range(5)]
+
+
+def test_compaction_beyond_the_tail_sends_the_snapshot():
+    """§7: a follower behind even the retained tail gets the snapshot."""
+    cluster = Cluster()
+    leader = cluster.elect(1)
+    cluster.stop(3)
+    for i in range(10):
+        leader.propose(f"c{i}".encode())
+    cluster.deliver()
+
+    cluster.compact(1, leader.applied_index, DATA, retain=2)
+    cluster.restart(3)
+    cluster.tick(leader.config.heartbeat_interval_ticks)
+
+    assert cluster.snapshots_installed[3][-1].meta == leader.snapshot_meta
+
+
 def test_lost_snapshot_chunk_is_resent_after_a_heartbeat_reply():
     """§7: chunks are acknowledged one by one; a lost one stalls the
     transfer only until the next heartbeat reply resends it."""
