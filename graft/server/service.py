@@ -201,6 +201,7 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
             cluster_token=settings.cluster_token,
             receive=receive,
             settings=transport_settings,
+            initial_members={m.id: m.address for m in configuration.members},
         )
 
     driver = RaftDriver(

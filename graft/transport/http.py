@@ -26,7 +26,7 @@ treq and graft.raft / graft.transport; never graft.server, storage or kv.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -147,10 +147,12 @@ class _BytesProducer:
 class _RequestFailed(Exception):
     """A peer answered with a status other than 204."""
 
-    def __init__(self, status: int, error: str) -> None:
+    def __init__(self, status: int, error: str, body: object = None) -> None:
         super().__init__(f"HTTP {status}: {error}")
         self.status = status
         self.error = error
+        #: The decoded JSON body, if it was JSON.
+        self.body = body
 
 
 @implementer(ITransport)
@@ -177,10 +179,17 @@ class HTTPTransport:
         peers: Mapping[NodeId, str] | None = None,
         agent: IAgent | None = None,
         settings: HTTPTransportSettings | None = None,
+        initial_members: Mapping[NodeId, str] | None = None,
     ) -> None:
         assert node_id >= 1, node_id
         self.node_id = node_id
         self.cluster_id = cluster_id
+        #: The membership the cluster id was derived from; told to a peer
+        #: of another cluster so it can say what its own list lacks.
+        self.initial_members = dict(initial_members or {})
+        #: Set once a peer refused us for belonging to another cluster:
+        #: what differs, in words an operator can act on.
+        self.membership_mismatch: str | None = None
         self.settings = settings if settings is not None else HTTPTransportSettings()
         self.received_messages = 0
         self.refused_requests = 0
@@ -355,7 +364,7 @@ class HTTPTransport:
         )
         content: bytes = await response.content()  # drain, so the connection is reused
         if response.code != 204:
-            raise _RequestFailed(response.code, _error_text(content))
+            raise _RequestFailed(response.code, _error_text(content), _json_or_none(content))
         if not peer.reachable:
             peer.reachable = True
             self.log.info(
@@ -372,6 +381,8 @@ class HTTPTransport:
         if failure.check(CancelledError) and not self._running:
             return  # abandoned by stop()
         if failure.check(_RequestFailed) and failure.value.status != 503:
+            if self._note_membership_mismatch(peer, failure.value.body):
+                return
             # The peer answered and refused: a configuration problem worth
             # an operator's attention every time (rare by nature).
             self.log.warn(
@@ -487,6 +498,23 @@ class HTTPTransport:
         request.setResponseCode(204)
         return b""
 
+    def _note_membership_mismatch(self, peer: _Peer, body: object) -> bool:
+        """If ``peer`` refused us for another cluster and said its initial
+        members, log once which members the two lists disagree on."""
+        if not isinstance(body, dict) or not isinstance(body.get("initial_members"), list):
+            return False
+        theirs: dict[int, str] = {}
+        for member in body["initial_members"]:
+            if isinstance(member, dict) and isinstance(member.get("id"), int):
+                theirs[member["id"]] = str(member.get("address", ""))
+        mismatch = describe_membership_mismatch(
+            self.node_id, self.initial_members, peer.node_id, theirs
+        )
+        if mismatch != self.membership_mismatch:
+            self.membership_mismatch = mismatch
+            self.log.error("{mismatch}", mismatch=mismatch)
+        return True
+
     def _refuse(self, request: Request, reason: str) -> bytes:
         self.refused_requests += 1
         # A misconfigured peer retries every heartbeat: warn once per
@@ -500,17 +528,63 @@ class HTTPTransport:
             client=str(request.getClientAddress()),  # type: ignore[no-untyped-call]
             reason=reason,
         )
-        return _json_error(request, 403, reason)
+        extra: dict[str, object] = {}
+        if reason.startswith("cluster id mismatch") and self.initial_members:
+            extra["initial_members"] = [
+                {"id": node_id, "address": address}
+                for node_id, address in sorted(self.initial_members.items())
+            ]
+        return _json_error(request, 403, reason, extra)
 
 
 def _set_header(request: Request, name: bytes, value: bytes) -> None:
     request.setHeader(name, value)  # type: ignore[no-untyped-call]
 
 
-def _json_error(request: Request, status: int, error: str) -> bytes:
+def _json_error(
+    request: Request, status: int, error: str, extra: Mapping[str, object] | None = None
+) -> bytes:
     request.setResponseCode(status)
     _set_header(request, b"Content-Type", b"application/json")
-    return json.dumps({"error": error}).encode("utf-8")
+    return json.dumps({"error": error, **(extra or {})}).encode("utf-8")
+
+
+def _json_or_none(content: bytes) -> object:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
+
+
+def describe_membership_mismatch(
+    node_id: NodeId, ours: Mapping[NodeId, str], peer_id: NodeId, theirs: Mapping[NodeId, str]
+) -> str:
+    """One line saying how two nodes' initial member lists differ."""
+
+    def listing(ids: Iterable[NodeId], members: Mapping[NodeId, str]) -> str:
+        return ", ".join(f"node {i} ({members[i]})" for i in sorted(ids))
+
+    parts = [
+        f"node {node_id} and peer {peer_id} were started with different initial members: "
+        f"ours are {sorted(ours)}, theirs are {sorted(theirs)}"
+    ]
+    lacks = set(theirs) - set(ours)
+    extra = set(ours) - set(theirs)
+    moved = sorted(i for i in set(ours) & set(theirs) if ours[i] != theirs[i])
+    if lacks:
+        parts.append(f"our list lacks {listing(lacks, theirs)}")
+    if extra:
+        parts.append(f"their list lacks {listing(extra, ours)}")
+    if moved:
+        parts.append(
+            "addresses differ for "
+            + ", ".join(f"node {i} (ours {ours[i]}, theirs {theirs[i]})" for i in moved)
+        )
+    parts.append(
+        "they refuse each other's messages; restart the node whose list is wrong "
+        "with the cluster's full member list"
+    )
+    return "; ".join(parts)
 
 
 def _error_text(content: bytes) -> str:

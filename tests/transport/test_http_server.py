@@ -118,6 +118,22 @@ def test_another_clusters_id_is_refused_with_403_naming_both() -> None:
     assert inbox.messages == []
 
 
+def test_another_clusters_refusal_lists_our_initial_members() -> None:
+    """The refused node learns our initial members, so it can say which
+    member its own list lacks (API.md section 1)."""
+    transport, _, stub = make_server()
+    transport.initial_members = {1: "http://node1", 2: "http://node2", 3: "http://node3"}
+
+    status, content, _ = post(stub, body(cluster="other"))
+
+    assert status == 403
+    assert json_of(content)["initial_members"] == [
+        {"id": 1, "address": "http://node1"},
+        {"id": 2, "address": "http://node2"},
+        {"id": 3, "address": "http://node3"},
+    ]
+
+
 def test_a_malformed_body_is_refused_with_400() -> None:
     _, inbox, stub = make_server()
     assert_json_error(*post(stub, b"\x93not msgpack"), 400, "trailing bytes")
