@@ -395,10 +395,28 @@ class LeaderMixin:
 
     # --- sending -------------------------------------------------------------------
 
+    def _maybe_promote_learners(self) -> None:
+        """Thesis §4.2.1: promote learners that asked for it once their log
+        is within ``learner_promotion_lag_max`` of ours, one at a time."""
+        if self._pending_config_index > self.commit_index or self._lead_transferee is not None:
+            return
+        if not self.is_voter:
+            return
+        for member in self.configuration.members:
+            if member.voter or not member.auto_promote:
+                continue
+            pr = self._progress.get(member.id)
+            if pr is None or self.log.last_index - pr.match > self.config.learner_promotion_lag_max:
+                continue
+            self.change_membership(MembershipChange(kind=ChangeKind.PROMOTE, node_id=member.id))
+            self._fact("learner_promoted", f"{member.id}")
+            return
+
     def _flush(self) -> None:
         """Make the sends this batch of inputs called for."""
         if self.role is not Role.LEADER:
             return
+        self._maybe_promote_learners()
         if self._reads.start_round() is not None:
             self._broadcast_heartbeat()
         for node_id in sorted(self._progress):

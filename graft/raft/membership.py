@@ -30,6 +30,8 @@ class MembershipChange:
     node_id: NodeId
     #: How peers reach the node; opaque to the core, kept in the configuration.
     address: str = ""
+    #: For ADD_LEARNER: the leader promotes it once it has caught up.
+    auto_promote: bool = False
 
 
 def apply_change(config: Configuration, change: MembershipChange) -> Configuration:
@@ -42,7 +44,14 @@ def apply_change(config: Configuration, change: MembershipChange) -> Configurati
         if member is not None:
             raise InvalidMembershipChange(f"node {change.node_id} is already a member")
         voter = change.kind is ChangeKind.ADD_VOTER
-        return config.with_member(Member(id=change.node_id, address=change.address, voter=voter))
+        return config.with_member(
+            Member(
+                id=change.node_id,
+                address=change.address,
+                voter=voter,
+                auto_promote=change.auto_promote and not voter,
+            )
+        )
     if member is None:
         raise InvalidMembershipChange(f"node {change.node_id} is not a member")
     if change.kind is ChangeKind.PROMOTE:

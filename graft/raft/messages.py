@@ -33,11 +33,17 @@ class EntryKind(enum.IntEnum):
 
 @attrs.frozen(kw_only=True)
 class Member:
-    """One server of a configuration. ``address`` is opaque to the core."""
+    """One server of a configuration. ``address`` is opaque to the core.
+    A learner with ``auto_promote`` is promoted by the leader once it has
+    caught up (thesis §4.2.1); without it, it stays a learner."""
 
     id: NodeId
     address: str = ""
     voter: bool = True
+    auto_promote: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        assert not (self.voter and self.auto_promote), "only a learner awaits promotion"
 
 
 @attrs.frozen(kw_only=True)
@@ -78,7 +84,7 @@ class Configuration:
 
     def encode(self) -> bytes:
         """A compact, stable text form, used as a CONFIG entry's data."""
-        return ";".join(f"{m.id},{int(m.voter)},{m.address}" for m in self.members).encode()
+        return ";".join(f"{m.id},{_role_flag(m)},{m.address}" for m in self.members).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Configuration:
@@ -88,12 +94,23 @@ class Configuration:
             return cls()
         members = []
         for part in text.split(";"):
-            node_id, voter, address = part.split(",", 2)
-            if voter not in ("0", "1"):
-                raise ValueError(f"bad voter flag {voter!r} in configuration")
-            members.append(Member(id=int(node_id), address=address, voter=voter == "1"))
+            node_id, flag, address = part.split(",", 2)
+            if flag not in ("0", "1", "p"):
+                raise ValueError(f"bad voter flag {flag!r} in configuration")
+            members.append(
+                Member(
+                    id=int(node_id), address=address, voter=flag == "1", auto_promote=flag == "p"
+                )
+            )
         members.sort(key=lambda m: m.id)
         return cls(members=tuple(members))
+
+
+def _role_flag(member: Member) -> str:
+    """1: voter; 0: learner; p: learner to promote once caught up."""
+    if member.voter:
+        return "1"
+    return "p" if member.auto_promote else "0"
 
 
 @attrs.frozen(kw_only=True)

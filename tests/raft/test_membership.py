@@ -12,6 +12,7 @@ from graft.raft import (
     Entry,
     EntryKind,
     LearnerNotCaughtUp,
+    Member,
     MembershipChange,
     MembershipChangeInProgress,
     ProposalDropped,
@@ -303,6 +304,46 @@ def test_removed_follower_learns_its_removal_and_stops_campaigning():
 
     assert len(cluster.messages(RequestVote, source=3)) == sent_before
     assert cluster.nodes[3].role is Role.FOLLOWER
+
+
+def test_leader_promotes_a_caught_up_learner_that_asked_for_it():
+    """Thesis §4.2.1: a learner added to become a voter is promoted by the
+    leader as soon as it has caught up, without another request."""
+    cluster = Cluster()
+    leader = cluster.elect(1)
+    cluster.add_empty_node(4)
+    leader.change_membership(
+        MembershipChange(kind=ChangeKind.ADD_LEARNER, node_id=4, address="n4", auto_promote=True)
+    )
+    cluster.deliver()
+    cluster.tick(leader.config.heartbeat_interval_ticks)
+
+    member = leader.configuration.member(4)
+    assert member is not None and member.voter and not member.auto_promote
+    assert cluster.nodes[4].configuration.member(4) == member
+
+
+def test_a_plain_learner_is_never_promoted_by_the_leader():
+    """Thesis §4.2.1: without auto_promote a learner stays a learner."""
+    cluster = Cluster(voters=(1, 2, 3), learners=(4,))
+    leader = cluster.elect(1)
+
+    cluster.tick(5 * leader.config.election_timeout_ticks)
+
+    assert 4 in leader.configuration.learners
+
+
+def test_configuration_with_a_learner_awaiting_promotion_round_trips():
+    """The flag survives the CONFIG entry's encoding."""
+    config = Configuration(
+        members=(
+            Member(id=1, address="a"),
+            Member(id=2, address="b,c", voter=False, auto_promote=True),
+            Member(id=3, address="", voter=False),
+        )
+    )
+
+    assert Configuration.decode(config.encode()) == config
 
 
 def test_promoted_learner_counts_towards_commit():

@@ -184,8 +184,13 @@ class Clients:
         choices: list[MembershipChange] = []
         spares = [i for i in world.node_ids if i not in config.ids and i not in world.retired]
         if spares:
+            spare = rng.choice(spares)
+            # Even ids ask the leader to promote them once caught up; no
+            # extra random draw, so every seed's schedule stays put.
             choices.append(
-                MembershipChange(kind=ChangeKind.ADD_LEARNER, node_id=rng.choice(spares))
+                MembershipChange(
+                    kind=ChangeKind.ADD_LEARNER, node_id=spare, auto_promote=spare % 2 == 0
+                )
             )
         if learners:
             choices.append(MembershipChange(kind=ChangeKind.PROMOTE, node_id=rng.choice(learners)))
