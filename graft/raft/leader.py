@@ -101,13 +101,14 @@ class LeaderMixin:
         self._progress = {}
         self._sync_progress()
         self._lead_transferee = None
-        # Any configuration entry in the log may be uncommitted: no change
-        # until this term's first entry commits (etcd pendingConfIndex).
-        self._pending_config_index = self.log.last_index
         self._fact("became_leader")
         # §8: a no-op of the new term commits what earlier terms left and
         # tells the leader its commit index before it serves reads.
-        self._append_own(EntryKind.NOOP, b"")
+        noop_index = self._append_own(EntryKind.NOOP, b"")
+        # No configuration change until an entry of this term commits: an
+        # earlier leader's uncommitted change could otherwise combine with
+        # ours into two disjoint majorities (Ongaro, raft-dev, 2015).
+        self._pending_config_index = noop_index
         self._maybe_commit()
 
     def _stop_leading(self) -> None:
@@ -287,6 +288,9 @@ class LeaderMixin:
             else:
                 self._fact("dropped_stale", f"rejection from {m.source}")
             return
+        if m.match_index > self.log.last_index:
+            self._fact("dropped", f"append reply from {m.source} beyond our log")
+            return
         advanced = pr.maybe_update(m.match_index)
         if advanced or (pr.state is ProgressState.PROBE and pr.match == m.match_index):
             if pr.state is ProgressState.PROBE:
@@ -315,8 +319,9 @@ class LeaderMixin:
 
     def _handle_heartbeat_response(self, m: HeartbeatResponse, pr: Progress) -> None:
         pr.heard_heartbeat_reply()
-        if m.read_round > pr.read_round_acked:
-            pr.read_round_acked = m.read_round
+        read_round = min(m.read_round, self._reads.last_round)  # never a round not yet sent
+        if read_round > pr.read_round_acked:
+            pr.read_round_acked = read_round
             self._confirm_reads()
         if pr.state is ProgressState.SNAPSHOT:
             self._send_snapshot_chunk(m.source, pr)  # the last chunk may be lost
@@ -335,6 +340,9 @@ class LeaderMixin:
     def _handle_snapshot_response(self, m: InstallSnapshotResponse, pr: Progress) -> None:
         pr.recent_active = True
         if m.done:
+            if m.match_index > self.log.last_index:
+                self._fact("dropped", f"snapshot reply from {m.source} beyond our log")
+                return
             advanced = pr.maybe_update(m.match_index)
             if pr.state is ProgressState.SNAPSHOT:
                 pr.become_probe()

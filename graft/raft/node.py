@@ -29,6 +29,7 @@ from graft.raft.messages import (
     AppendEntriesResponse,
     Configuration,
     Entry,
+    EntryKind,
     HardState,
     Heartbeat,
     HeartbeatResponse,
@@ -391,6 +392,10 @@ class RaftNode(LeaderMixin):
     # --- follower side of replication ------------------------------------------
 
     def _handle_append_entries(self, m: AppendEntries) -> None:
+        problem = _malformed_entries(m)
+        if problem is not None:
+            self._fact("dropped", f"AppendEntries from {m.source}: {problem}")
+            return
         respond = self._messages_after_persist.append
         if m.prev_log_index < self.commit_index:
             # Everything up to our commit index is known to match (§5.4).
@@ -423,7 +428,10 @@ class RaftNode(LeaderMixin):
                 break
             if self.log.term_at(entry.index) != entry.term:
                 # §5.3: a conflicting entry and all after it go.
-                assert entry.index > self.commit_index, "a committed entry cannot conflict"
+                if entry.index <= self.commit_index:
+                    # Only a broken or lying leader contradicts a committed entry.
+                    self._fact("dropped", f"AppendEntries from {m.source} rewrites committed")
+                    return
                 self._note_truncation(entry.index)
                 self.log.truncate_from(entry.index)
                 for new in m.entries[i:]:
@@ -528,6 +536,14 @@ class RaftNode(LeaderMixin):
         self._flush()
         hard_state = self.hard_state
         changed = hard_state if hard_state != self._hard_state_sent else None
+        if changed is not None and (
+            (changed.term, changed.vote) != (self._hard_state_sent.term, self._hard_state_sent.vote)
+        ):
+            # Nothing may speak for a term or vote that is not durable yet:
+            # a one-voter leader is elected within this very batch, and its
+            # appends must not outlive a crash that forgets its term.
+            self._messages_after_persist[:0] = self._messages
+            self._messages = []
         self._hard_state_sent = hard_state
         entries = self.log.unstable_entries()
         self.log.unstable_from = self.log.last_index + 1
@@ -584,3 +600,24 @@ class RaftNode(LeaderMixin):
             return False
         apply_to = min(self.commit_index, self.log.persisted_index)
         return confirmed[0].index <= max(self._applied_handed, apply_to)
+
+
+def _malformed_entries(m: AppendEntries) -> str | None:
+    """Why ``m``'s entries cannot be a leader's, or None: they follow
+    ``prev_log_index`` contiguously, with terms from ``prev_log_term`` up to
+    the message's term, and CONFIG entries decode."""
+    expected_index = m.prev_log_index + 1
+    term = m.prev_log_term
+    for entry in m.entries:
+        if entry.index != expected_index:
+            return f"entry {entry.index} where {expected_index} was due"
+        if not term <= entry.term <= m.term:
+            return f"entry {entry.index} has term {entry.term} out of order"
+        if entry.kind is EntryKind.CONFIG:
+            try:
+                Configuration.decode(entry.data)
+            except (ValueError, AssertionError) as e:
+                return f"entry {entry.index} holds a bad configuration: {e}"
+        expected_index += 1
+        term = entry.term
+    return None

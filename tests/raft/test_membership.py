@@ -72,7 +72,8 @@ def test_learner_vote_is_not_counted_and_learner_is_not_asked():
     for _ in range(2 * node.config.election_timeout_ticks):
         node.tick()
     ready = drain(node)
-    assert sorted(m.target for m in ready.messages if isinstance(m, RequestVote)) == [2, 3]
+    asks = ready.messages_after_persist  # they speak for a new term: after it is durable
+    assert sorted(m.target for m in asks if isinstance(m, RequestVote)) == [2, 3]
 
     node.step(RequestVoteResponse(source=4, target=1, term=node.term, vote_granted=True))
     assert node.role is Role.CANDIDATE
@@ -365,3 +366,21 @@ def test_promoted_learner_counts_towards_commit():
 
     assert leader.commit_index >= index
     assert cluster.commands(4) == [b"a"]
+
+
+def test_new_leader_changes_membership_only_after_its_own_entry_commits():
+    """Ongaro (raft-dev, 2015): with one-server changes, a leader must
+    commit an entry of its term before changing the configuration, or an
+    earlier leader's uncommitted change can form a disjoint majority."""
+    cluster = Cluster()
+    cluster.drop = lambda m: isinstance(m, AppendEntries) and m.source == 1
+    leader = cluster.elect(1)
+    assert leader.commit_index < leader.last_index, "its no-op is not committed yet"
+
+    with pytest.raises(MembershipChangeInProgress):
+        leader.change_membership(change(ChangeKind.REMOVE, 3))
+
+    cluster.drop = lambda m: False
+    cluster.tick(leader.config.heartbeat_interval_ticks)
+    assert leader.commit_index == leader.last_index
+    leader.change_membership(change(ChangeKind.REMOVE, 3))

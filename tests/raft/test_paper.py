@@ -55,7 +55,9 @@ def test_follower_that_hears_nothing_becomes_candidate():
     assert node.term == 1
     assert node.vote == 1
     assert ready.hard_state is not None and ready.hard_state.vote == 1
-    asks = [m for m in ready.messages if isinstance(m, RequestVote)]
+    # The requests speak for the new term, so they wait until it is durable.
+    assert not [m for m in ready.messages if isinstance(m, RequestVote)]
+    asks = [m for m in ready.messages_after_persist if isinstance(m, RequestVote)]
     assert sorted(m.target for m in asks) == [2, 3]
     assert all(m.term == 1 and not m.pre_vote for m in asks)
 
@@ -88,7 +90,8 @@ def test_candidate_restarts_election_when_its_timeout_passes():
 
     assert node.role is Role.CANDIDATE
     assert node.term >= 2
-    assert {m.term for m in ready.messages if isinstance(m, RequestVote)} == {node.term}
+    asks = ready.messages_after_persist
+    assert {m.term for m in asks if isinstance(m, RequestVote)} == {node.term}
 
 
 def test_candidate_wins_with_votes_from_a_majority():

@@ -60,11 +60,11 @@ def test_append_acknowledgement_waits_for_persistence():
 
 
 def test_vote_grant_waits_for_persistence_and_refusal_does_not():
-    """Thesis §3.8: a grant promises a durable vote; a refusal promises
-    nothing and may go at once."""
+    """Thesis §3.8: a grant promises a durable vote; a refusal in a term
+    already durable promises nothing and may go at once."""
     granted = make_node(1)
     granted.step(RequestVote(source=2, target=1, term=1, last_log_index=0, last_log_term=0))
-    refused = make_node(1, entries=log_of_terms([1]), term=1)
+    refused = make_node(1, entries=log_of_terms([1]), term=2)
     refused.step(RequestVote(source=2, target=1, term=2, last_log_index=0, last_log_term=0))
 
     yes, no = drain(granted), drain(refused)
@@ -73,6 +73,23 @@ def test_vote_grant_waits_for_persistence_and_refusal_does_not():
     assert not yes.messages
     assert [m.vote_granted for m in no.messages] == [False]
     assert not no.messages_after_persist
+
+
+def test_nothing_speaks_for_a_term_before_it_is_durable():
+    """Figure 2: a one-voter node elects itself within one batch; its
+    appends must wait until its new term and vote are durable, or a crash
+    could let it reuse the term for different entries."""
+    node = make_node(1, voters=(1,), learners=(2,))
+    for _ in range(2 * node.config.election_timeout_ticks):
+        node.tick()
+    node.propose(b"x")
+
+    ready = drain(node)
+
+    assert node.role is Role.LEADER
+    assert ready.hard_state is not None and ready.hard_state.term == 1
+    assert not ready.messages
+    assert any(isinstance(m, AppendEntries) for m in ready.messages_after_persist)
 
 
 def test_leader_sends_appends_before_its_own_write_is_durable():

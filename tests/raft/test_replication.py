@@ -6,8 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from graft.raft import AppendEntries, AppendEntriesResponse, NotLeader, Role
-from tests.raft.harness import Cluster, drain, log_of_terms, set_log
+from graft.raft import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Entry,
+    EntryKind,
+    NotLeader,
+    Role,
+)
+from tests.raft.harness import Cluster, drain, log_of_terms, make_node, set_log
 
 
 def test_append_entries_carry_at_most_append_entries_max_entries():
@@ -255,3 +262,33 @@ def test_duplicated_and_reordered_messages_leave_logs_identical():
         assert cluster.commands(node_id) == expected
         assert cluster.log(node_id) == cluster.log(1)
     assert leader.role is Role.LEADER
+
+
+@pytest.mark.parametrize(
+    "entries, why",
+    [
+        ((Entry(index=3, term=1),), "not right after prev_log_index"),
+        ((Entry(index=1, term=2), Entry(index=2, term=1)), "terms going down"),
+        ((Entry(index=1, term=5),), "a term above the message's"),
+        ((Entry(index=1, term=1, kind=EntryKind.CONFIG, data=b"x,y"),), "a bad configuration"),
+    ],
+)
+def test_malformed_append_entries_is_dropped_not_raised(entries, why):
+    """STYLE §2: a message no correct leader sends is dropped and reported
+    as a fact; the follower's log is unchanged ({why})."""
+    node = make_node(2)
+    message = AppendEntries(
+        source=1,
+        target=2,
+        term=2,
+        prev_log_index=0,
+        prev_log_term=0,
+        entries=entries,
+        leader_commit=0,
+    )
+
+    node.step(message)
+    ready = drain(node)
+
+    assert node.last_index == 0
+    assert any(f.name == "dropped" for f in ready.facts), why
