@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.core_throughput
 	$(BIN)/python -m bench.storage_append
 	$(BIN)/python -m bench.kv_snapshot
+	$(BIN)/python -m bench.http_load
 
 build: $(STAMP)
 	$(BIN)/python -m build
