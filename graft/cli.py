@@ -18,6 +18,7 @@ import socket
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any, NoReturn
@@ -183,6 +184,18 @@ def _node_options(f: Any) -> Any:
             "--max-body-bytes", type=int, metavar="N", help="Larger request bodies get 413."
         ),
         click.option(
+            "--snapshot-retain-entries",
+            type=int,
+            metavar="N",
+            help="Log entries kept behind each snapshot.  [default: 1000]",
+        ),
+        click.option(
+            "--log-segment-bytes",
+            type=int,
+            metavar="N",
+            help="Size of a log segment file.  [default: 67108864]",
+        ),
+        click.option(
             "--log-level",
             metavar="LEVEL",
             help="debug, info, warn, error or fatal (or GRAFT_LOG_LEVEL).  [default: info]",
@@ -204,7 +217,13 @@ def node_flags(**params: Any) -> NodeFlags:
 
 @node.command("run", epilog=NODE_EXIT_CODES_HELP)
 @_node_options
-def node_run(**params: Any) -> None:
+@click.option(
+    "--restore",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Start a new cluster from a backup (graft snapshot save); needs an empty data dir.",
+)
+def node_run(restore: str | None, **params: Any) -> None:
     """Run a node until SIGTERM or SIGINT.
 
     \b
@@ -216,7 +235,37 @@ def node_run(**params: Any) -> None:
         settings = build_settings(node_flags(**params))
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
+    if restore is not None:
+        restore_node(settings, restore)
     sys.exit(run_node(settings))
+
+
+def restore_node(settings: Any, backup: str) -> None:
+    """Seed the node's empty data directory from the backup file ``backup``."""
+    from graft.server import cluster_id_for, initial_configuration
+    from graft.server.snapshots import RestoreRefused, restore_backup
+    from graft.storage import StorageError, open_data_dir
+
+    configuration = initial_configuration(settings)
+    cluster_id = cluster_id_for(configuration.members)
+    try:
+        meta, keys = restore_backup(
+            backup,
+            settings.data_dir,
+            open_data_dir=lambda path: open_data_dir(
+                path, cluster_id, settings.id, segment_bytes_max=settings.log_segment_bytes
+            ),
+            configuration=configuration,
+        )
+    except (RestoreRefused, StorageError) as e:
+        fail(f"node {settings.id}: {e}", EXIT_REFUSED)
+    except OSError as e:
+        fail(f"node {settings.id}: cannot restore into {settings.data_dir}: {e}", EXIT_REFUSED)
+    click.echo(
+        f"graft: node {settings.id}: restored {keys} keys at index {meta.index} "
+        f"(term {meta.term}) from {backup} into {settings.data_dir}",
+        err=True,
+    )
 
 
 def run_node(settings: Any) -> int:
@@ -666,8 +715,9 @@ def snapshot_save(url: str, file: str) -> None:
             _check(reply, what="snapshot")
         length_header = response.getheader("Content-Length")
         length = int(length_header) if length_header and length_header.isdigit() else None
+        crc = _crc_header(response.getheader("X-Graft-Snapshot-CRC32"))
         if file == "-":
-            written = _copy(response, sys.stdout.buffer, length, final_url)
+            written = _copy(response, sys.stdout.buffer, length, final_url, crc)
             sys.stdout.flush()
             return
         directory = os.path.dirname(os.path.abspath(file))
@@ -679,7 +729,7 @@ def snapshot_save(url: str, file: str) -> None:
             fail(f"cannot write {file}: {e.strerror}", EXIT_USAGE)
         try:
             with os.fdopen(fd, "wb") as out:
-                written = _copy(response, out, length, final_url)
+                written = _copy(response, out, length, final_url, crc)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(partial, file)
@@ -691,8 +741,24 @@ def snapshot_save(url: str, file: str) -> None:
     click.echo(f"saved {written} bytes to {file}")
 
 
-def _copy(response: http.client.HTTPResponse, out: IO[bytes], length: int | None, url: str) -> int:
+def _crc_header(value: str | None) -> int | None:
+    try:
+        return int(value, 16) if value else None
+    except ValueError:
+        return None
+
+
+def _copy(
+    response: http.client.HTTPResponse,
+    out: IO[bytes],
+    length: int | None,
+    url: str,
+    expected_crc32: int | None = None,
+) -> int:
+    """Copy the body to ``out``; fail if it is cut short or, given the
+    server's CRC-32 of it, if it arrived damaged."""
     written = 0
+    crc = 0
     show = sys.stderr.isatty()
     with click.progressbar(
         length=length or 0, label="snapshot", file=sys.stderr, hidden=not show or not length
@@ -705,10 +771,17 @@ def _copy(response: http.client.HTTPResponse, out: IO[bytes], length: int | None
             if not chunk:
                 break
             out.write(chunk)
+            crc = zlib.crc32(chunk, crc)
             written += len(chunk)
             bar.update(len(chunk))
     if length is not None and written != length:
         fail(f"{_origin(url)}: snapshot cut short ({written} of {length} bytes)", EXIT_UNAVAILABLE)
+    if expected_crc32 is not None and crc != expected_crc32:
+        fail(
+            f"{_origin(url)}: snapshot arrived damaged (CRC-32 {crc:08x}, "
+            f"server sent {expected_crc32:08x})",
+            EXIT_UNAVAILABLE,
+        )
     return written
 
 

@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 DEFAULT_HOST = "127.0.0.1"
+#: Smallest log segment accepted: one large entry must fit comfortably.
+LOG_SEGMENT_BYTES_MIN = 64 * 1024
 
 #: Environment variables that set the log level, highest precedence first.
 #: GOAMT_LOG_LEVEL is what the seed's users already have in their unit files.
@@ -57,6 +59,8 @@ YAML_KEYS = (
     "snapshot_threshold",
     "max_body_bytes",
     "join",
+    "snapshot_retain_entries",
+    "log_segment_bytes",
     "cluster_token",
     "tick_seconds",
     "election_timeout_ticks",
@@ -90,6 +94,8 @@ class NodeFlags:
     transport: str | None = None
     snapshot_threshold: int | None = None
     max_body_bytes: int | None = None
+    snapshot_retain_entries: int | None = None
+    log_segment_bytes: int | None = None
 
 
 # -- single values --------------------------------------------------------------
@@ -291,6 +297,10 @@ def _check_key(key: str, value: Any, where: str) -> Any:
         return _integer(value, where, minimum=1)
     if key in ("snapshot_threshold", "max_body_bytes"):
         return _integer(value, where, minimum=1)
+    if key == "snapshot_retain_entries":
+        return _integer(value, where, minimum=0)
+    if key == "log_segment_bytes":
+        return _integer(value, where, minimum=LOG_SEGMENT_BYTES_MIN)
     if key == "tick_seconds":
         return _number(value, where)
     if key == "listen":
@@ -389,6 +399,14 @@ def build_settings(flags: NodeFlags, environ: Mapping[str, str] | None = None) -
         )
     if flags.max_body_bytes is not None:
         values["max_body_bytes"] = _integer(flags.max_body_bytes, "--max-body-bytes", minimum=1)
+    if flags.snapshot_retain_entries is not None:
+        values["snapshot_retain_entries"] = _integer(
+            flags.snapshot_retain_entries, "--snapshot-retain-entries", minimum=0
+        )
+    if flags.log_segment_bytes is not None:
+        values["log_segment_bytes"] = _integer(
+            flags.log_segment_bytes, "--log-segment-bytes", minimum=LOG_SEGMENT_BYTES_MIN
+        )
 
     return NodeSettings(**values)
 

@@ -37,7 +37,8 @@ from graft.kv import (
 )
 from graft.raft import NotLeader, Role
 from graft.server.driver import RaftDriver
-from graft.server.errors import Unavailable
+from graft.server.errors import NodeFailed, NodeStopping, Unavailable
+from graft.server.snapshots import SnapshotInProgress, SnapshotProducer
 
 __all__ = ["ClientAPI"]
 
@@ -81,6 +82,7 @@ class ClientAPI:
         self.app.route("/v1/kv/", branch=True)(self._kv_key)
         self.app.route("/v1/status")(self._status)
         self.app.route("/v1/members")(self._members)
+        self.app.route("/v1/snapshot")(self._snapshot)
         self.app.route("/healthz")(self._healthz)
         self.app.route("/readyz")(self._readyz)
         self.app.route("/", branch=True)(self._not_found)
@@ -292,6 +294,8 @@ class ClientAPI:
                 "applied_index": driver.kv.applied_index,
                 "members": _members(driver),
                 "failed": driver.failed_reason,
+                "snapshot_index": driver.snapshot_index,
+                "log_length": driver.log_length,
             },
         )
 
@@ -301,6 +305,50 @@ class ClientAPI:
     async def _members_async(self, request: Request) -> bytes:
         _only_get(request)
         return _json(request, 200, {"members": _members(self.driver)})
+
+    # --- /v1/snapshot -----------------------------------------------------
+
+    def _snapshot(self, request: Request) -> Deferred[bytes]:
+        return Deferred.fromCoroutine(self._answer(request, self._snapshot_async))
+
+    async def _snapshot_async(self, request: Request) -> bytes:
+        """POST: take a snapshot of this node now and compact its log.
+        GET: download a consistent snapshot file (a backup), taking a
+        fresh one first if entries were applied since the newest."""
+        method = request.method
+        if method not in (b"GET", b"HEAD", b"POST"):
+            raise _Refused(405, "use GET or POST", {b"Allow": b"GET, HEAD, POST"})
+        self._check_failed()
+        try:
+            if method == b"POST":
+                stored = await self.driver.take_snapshot()
+            else:
+                stored = await self.driver.newest_snapshot()
+        except SnapshotInProgress as e:
+            raise _Refused(409, str(e), {b"Retry-After": b"1"}) from None
+        except (Unavailable, NodeStopping, NodeFailed) as e:
+            raise _Refused(503, str(e), {b"Retry-After": b"1"}) from None
+        meta = stored.meta
+        if method == b"POST":
+            return _json(
+                request, 200, {"index": meta.index, "term": meta.term, "size": stored.file_size}
+            )
+        request.setResponseCode(200)
+        for name, value in (
+            (b"Content-Type", b"application/octet-stream"),
+            (b"Content-Length", b"%d" % stored.file_size),
+            (
+                b"Content-Disposition",
+                b'attachment; filename="graft-snapshot-%d-%d.snap"' % (meta.index, meta.term),
+            ),
+            (b"X-Graft-Snapshot-Index", b"%d" % meta.index),
+            (b"X-Graft-Snapshot-Term", b"%d" % meta.term),
+            (b"X-Graft-Snapshot-CRC32", b"%08x" % stored.file_crc32()),
+        ):
+            _set_header(request, name, value)
+        if method == b"GET":
+            await SnapshotProducer(request, stored, self.driver.clock).start()
+        return b""
 
     def _healthz(self, request: Request) -> Deferred[bytes]:
         return Deferred.fromCoroutine(self._answer(request, self._healthz_async))

@@ -23,7 +23,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -46,7 +46,16 @@ from graft.raft import (
 )
 from graft.raft.messages import Message, NodeId, SnapshotData
 from graft.server.errors import LeadershipChanged, NodeFailed, NodeStopping, Unavailable
-from graft.storage.errors import StorageFailed
+from graft.server.snapshots import (
+    RunInThread,
+    SnapshotInProgress,
+    StoredSnapshot,
+    data_chunks,
+    load_newest_snapshot,
+    thread_runner,
+    write_snapshot,
+)
+from graft.storage.errors import StorageCorruption, StorageFailed
 from graft.transport.interfaces import ITransport, Receive
 
 __all__ = ["DurableLog", "RaftDriver", "SnapshotStore"]
@@ -76,8 +85,9 @@ class DurableLog(Protocol):
 class SnapshotStore(Protocol):
     """What the driver needs of an ``ISnapshotStore``."""
 
-    def create(self, meta: SnapshotMeta, data: bytes) -> None: ...
-    def latest(self) -> tuple[SnapshotMeta, SnapshotData] | None: ...
+    def writer(self, meta: SnapshotMeta) -> Any: ...
+    def names(self) -> list[str]: ...
+    def load(self, name: str) -> tuple[SnapshotMeta, SnapshotData]: ...
 
 
 @attrs.define
@@ -117,6 +127,8 @@ class RaftDriver:
         initial_configuration: Configuration,
         tick_seconds: float = 0.05,
         snapshot_threshold: int = 10000,
+        snapshot_retain_entries: int = 1000,
+        run_in_thread: RunInThread | None = None,
     ) -> None:
         self.clock = clock
         self.log_storage = log_storage
@@ -124,6 +136,22 @@ class RaftDriver:
         self.kv = state_machine
         self.tick_seconds = tick_seconds
         self.snapshot_threshold = snapshot_threshold
+        #: Entries kept in the log before a snapshot's index, so followers
+        #: slightly behind catch up from the log rather than a snapshot.
+        self.snapshot_retain_entries = snapshot_retain_entries
+        #: Where snapshots are serialised, written and parsed: the reactor's
+        #: thread pool (inline under task.Clock).
+        self._run_in_thread = run_in_thread if run_in_thread is not None else thread_runner(clock)
+        #: The newest durable snapshot (set by _load).
+        self._snapshot = StoredSnapshot(meta=SnapshotMeta(), data=b"")
+        #: While a snapshot is being taken (at most one): who waits for it.
+        self._snapshotting: list[Deferred[StoredSnapshot]] | None = None
+        #: A stored snapshot whose compaction waits for the Ready in flight.
+        self._compaction_due: StoredSnapshot | None = None
+        #: Snapshot writes (taken or received) go to the store one at a time.
+        self._snapshot_store_lock = DeferredLock()
+        #: Entries replayed from the log at start-up (after the snapshot).
+        self.replayed_entries = 0
         #: Why the node stopped acknowledging writes, or None while healthy.
         self.failed_reason: str | None = None
         self._stopping = False
@@ -147,15 +175,21 @@ class RaftDriver:
 
     def _load(self, node_id: NodeId, initial: Configuration) -> PersistentState:
         """Read back hard state, newest snapshot and the entries after it;
-        restore the state machine from the snapshot."""
-        latest = self.snapshots.latest()
+        restore the state machine from the snapshot (the newest whose
+        checksums hold; see :func:`load_newest_snapshot`)."""
+        log = self.log_storage
+
+        def warn(problem: str) -> None:
+            self.log.warn("node {node_id}: {problem}", node_id=node_id, problem=problem)
+
+        latest = load_newest_snapshot(self.snapshots, log, warn)
         data: SnapshotData | None = None
         if latest is None:
             meta = SnapshotMeta(index=0, term=0, configuration=initial)
         else:
             meta, data = latest
-            self.kv.restore(chunks_of(data))
-        log = self.log_storage
+            self.kv.restore(data_chunks(data))
+            self._snapshot = StoredSnapshot(meta=meta, data=data)
         if log.last_index < meta.index:
             # The log ends before the snapshot (it was installed from the
             # leader, or compacted past): continue the log after it.
@@ -170,6 +204,7 @@ class RaftDriver:
                 )
             entries = tuple(log.entries(lo, log.last_index + 1))
         hard_state = log.load_hard_state()
+        self.replayed_entries = len(entries)
         self.log.info(
             "node {node_id} loaded term {term}, snapshot at {snapshot_index}, "
             "{count} entries after it",
@@ -206,6 +241,9 @@ class RaftDriver:
             d: Deferred[None] = Deferred()
             self._idle_waiters.append(d)
             await d
+        if self._snapshotting is not None:
+            # Let the worker thread finish its file: no torn .tmp left.
+            await self._wait_for_snapshot().addErrback(_silence)
         await self.transport.stop()
 
     # --- inputs ---------------------------------------------------------
@@ -345,15 +383,37 @@ class RaftDriver:
         self._maybe_compact()
 
     async def _install_snapshot(self, ready: Ready) -> None:
+        """A snapshot from the leader (§7): write it to the store and parse
+        it on a worker thread, then, on the reactor, cut the log and swap
+        the state machine's contents in one step.
+
+        The core hands over the snapshot's bytes assembled in memory as the
+        chunks arrived; once stored, the core is given the mapped file
+        instead (after ``advance``, by the compaction below), so the bytes
+        are freed."""
         snapshot = ready.snapshot
         assert snapshot is not None
         meta = snapshot.meta
-        self.snapshots.create(meta, snapshot.data)
+        await self._snapshot_store_lock.acquire()
+        try:
+            _, data = await self._run_in_thread(
+                write_snapshot, self.snapshots, meta, chunks_of(snapshot.data)
+            )
+            restored: KVStore = await self._run_in_thread(KVStore.from_snapshot, data_chunks(data))
+        except StorageCorruption as e:
+            raise StorageFailed(f"could not store the snapshot from the leader: {e}") from e
+        except OSError as e:
+            raise StorageFailed(f"could not store the snapshot from the leader: {e}") from e
+        finally:
+            self._snapshot_store_lock.release()
         if self.log_storage.term_at(meta.index) == meta.term:
             await self.log_storage.drop_prefix(meta.index)
         else:
             await self.log_storage.reset(meta.index)
-        self.kv.restore(chunks_of(snapshot.data))
+        self.kv.replace_with(restored)
+        stored = StoredSnapshot(meta=meta, data=data)
+        self._snapshot = stored
+        self._compaction_due = stored
         self.log.info(
             "node {node_id} installed a snapshot up to {index} (term {term})",
             node_id=self.node_id,
@@ -439,43 +499,143 @@ class RaftDriver:
                 members=", ".join(f"{m.id}={m.address}" for m in configuration.members),
             )
 
+    # --- snapshots and compaction (§7) -------------------------------------
+
+    @property
+    def snapshot_index(self) -> int:
+        """Index of the newest durable snapshot (0 if none)."""
+        return self._snapshot.meta.index
+
+    @property
+    def log_length(self) -> int:
+        """Entries held in the durable log."""
+        return self.log_storage.last_index - self.log_storage.first_index + 1
+
+    @property
+    def snapshot_in_progress(self) -> bool:
+        return self._snapshotting is not None
+
     def _maybe_compact(self) -> None:
-        """Past ``snapshot_threshold`` applied entries beyond the last
-        snapshot: save the state machine and drop the log before it (§7)."""
-        node = self.node
-        index = self.kv.applied_index
-        if index - node.snapshot_meta.index < self.snapshot_threshold:
+        """After each Ready: hand the core a snapshot stored meanwhile, and
+        start a new one once ``snapshot_threshold`` entries were applied
+        past the last (one at a time)."""
+        self._compact_if_due()
+        if self._snapshotting is not None or not self.accepting:
             return
-        if index > node.applied_index:
+        if self.kv.applied_index - self.snapshot_index < self.snapshot_threshold:
             return
-        term = node.term_at(index)
-        if term is None:
-            return
-        # The configuration as of ``index``: the newest CONFIG entry at or
-        # before it, else the current snapshot's.
-        configuration = node.snapshot_meta.configuration
-        for entry in node.entries(node.snapshot_meta.index + 1, index + 1):
-            if entry.kind is EntryKind.CONFIG:
-                configuration = Configuration.decode(entry.data)
-        data = b"".join(self.kv.snapshot().chunks())
-        meta = SnapshotMeta(index=index, term=term, configuration=configuration)
+        self._take_snapshot().addErrback(_silence)  # failures are logged
+
+    def take_snapshot(self) -> Deferred[StoredSnapshot]:
+        """Snapshot the state machine now and compact the log (POST
+        /v1/snapshot); fires once the snapshot is durable. Fails at once
+        with SnapshotInProgress if one is being taken. With nothing applied
+        since the newest snapshot, fires with that one."""
+        if self._snapshotting is not None:
+            return _failed(SnapshotInProgress("a snapshot is being taken already; retry shortly"))
+        return self._take_snapshot()
+
+    def newest_snapshot(self) -> Deferred[StoredSnapshot]:
+        """The newest durable snapshot, taking one first if entries were
+        applied since (GET /v1/snapshot: a backup as of now)."""
+        return Deferred.fromCoroutine(self._newest_snapshot())
+
+    async def _newest_snapshot(self) -> StoredSnapshot:
+        if self._snapshotting is not None:
+            await self._wait_for_snapshot()
+        if self._snapshotting is not None:  # another one started meanwhile
+            stored: StoredSnapshot = await self._wait_for_snapshot()
+            return stored
+        return await self._take_snapshot()
+
+    def _wait_for_snapshot(self) -> Deferred[StoredSnapshot]:
+        assert self._snapshotting is not None
+        d: Deferred[StoredSnapshot] = Deferred()
+        self._snapshotting.append(d)
+        return d
+
+    def _take_snapshot(self) -> Deferred[StoredSnapshot]:
         try:
-            self.snapshots.create(meta, data)
+            self._check_accepting()
+        except (NodeFailed, NodeStopping) as e:
+            return _failed(e)
+        index = self.kv.applied_index
+        if index == self.snapshot_index and index > 0:
+            return succeed(self._snapshot)
+        node = self.node
+        term = node.term_at(index)
+        if index == 0 or term is None:
+            return _failed(Unavailable("nothing applied yet to snapshot; retry shortly"))
+        meta = SnapshotMeta(index=index, term=term, configuration=node.log.configuration_at(index))
+        # Cheap on the reactor (a frozen view); serialising it is not.
+        view = self.kv.snapshot()
+        self._snapshotting = []
+        done = self._wait_for_snapshot()
+        Deferred.fromCoroutine(self._write_snapshot(meta, view.chunks())).addErrback(
+            self._loop_crashed
+        )
+        return done
+
+    async def _write_snapshot(self, meta: SnapshotMeta, chunks: Any) -> None:
+        """On a worker thread, write the snapshot; then, on the reactor,
+        compact, and answer whoever waits (``_snapshotting``)."""
+        started = self.clock.seconds()
+        try:
+            await self._snapshot_store_lock.acquire()
+            try:
+                _, data = await self._run_in_thread(write_snapshot, self.snapshots, meta, chunks)
+            finally:
+                self._snapshot_store_lock.release()
         except Exception as e:
             self.log.warn(
-                "node {node_id} term {term}: could not save a snapshot: {error}",
+                "node {node_id}: could not save a snapshot at {index}: {error}",
                 node_id=self.node_id,
-                term=node.term,
+                index=meta.index,
                 error=str(e),
             )
+            waiters, self._snapshotting = self._snapshotting or [], None
+            for d in waiters:
+                d.errback(e)
             return
-        node.compact(index, data)
-        self.log_storage.drop_prefix(index).addErrback(self._storage_errback)
+        waiters, self._snapshotting = self._snapshotting or [], None
+        stored = StoredSnapshot(meta=meta, data=data)
+        if meta.index > self.snapshot_index:
+            self._snapshot = stored
+            self._compaction_due = stored
+            if not self._in_flight:
+                self._compact_if_due()
         self.log.info(
-            "node {node_id} term {term}: snapshot at {index}, log compacted",
+            "node {node_id} term {term}: snapshot at {index} saved ({size} bytes, {seconds:.2f}s)",
+            node_id=self.node_id,
+            term=self.node.term,
+            index=meta.index,
+            size=stored.file_size,
+            seconds=self.clock.seconds() - started,
+        )
+        for d in waiters:
+            d.callback(stored)
+
+    def _compact_if_due(self) -> None:
+        """Give the core the stored snapshot (to send to followers behind
+        the log) and drop the log before it, but for the last
+        ``snapshot_retain_entries`` entries. Only between Readies."""
+        stored, self._compaction_due = self._compaction_due, None
+        if stored is None or not self.accepting:
+            return
+        node = self.node
+        index = stored.meta.index
+        if not node.snapshot_meta.index <= index <= node.applied_index:
+            return  # overtaken by a snapshot from the leader
+        node.compact(index, stored.data, retain=self.snapshot_retain_entries)
+        keep_from = node.log.first_index
+        if keep_from > self.log_storage.first_index:
+            self.log_storage.drop_prefix(keep_from - 1).addErrback(self._storage_errback)
+        self.log.info(
+            "node {node_id} term {term}: log compacted up to {index}, {kept} entries kept",
             node_id=self.node_id,
             term=node.term,
             index=index,
+            kept=index - keep_from + 1,
         )
 
     def _storage_errback(self, failure: Failure) -> None:

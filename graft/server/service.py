@@ -189,7 +189,9 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
         raise ValueError(f"transport {settings.transport!r} is not available yet; use 'http'")
     configuration = initial_configuration(settings)
     cluster_id = cluster_id_for(configuration.members)
-    data_dir = open_data_dir(settings.data_dir, cluster_id, settings.id)
+    data_dir = open_data_dir(
+        settings.data_dir, cluster_id, settings.id, segment_bytes_max=settings.log_segment_bytes
+    )
     log_storage = GroupCommitLog(reactor, data_dir.log)
     transport_settings = HTTPTransportSettings()
 
@@ -215,6 +217,7 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
         initial_configuration=configuration,
         tick_seconds=settings.tick_seconds,
         snapshot_threshold=settings.snapshot_threshold,
+        snapshot_retain_entries=settings.snapshot_retain_entries,
     )
     api = ClientAPI(
         driver,

@@ -33,6 +33,12 @@ class NodeSettings:
     log_level: str = "info"
     transport: str = "http"
     snapshot_threshold: int = 10000
+    #: Entries kept in the log before each snapshot's index, so followers
+    #: slightly behind catch up from the log instead of a whole snapshot.
+    snapshot_retain_entries: int = 1000
+    #: Size at which a log segment file is closed and a new one started;
+    #: compaction deletes whole segments.
+    log_segment_bytes: int = 64 * 1024 * 1024
     max_body_bytes: int = 1 << 20
     #: Start empty and ask the cluster at this URL to add this node.
     join: str | None = None

@@ -100,3 +100,11 @@ class ISnapshotStore(Interface):
 
     def list_metas() -> list[SnapshotMeta]:
         """The metadata of every stored snapshot, oldest first."""
+
+    def names() -> list[str]:
+        """The stored snapshots' names, oldest first; found even when a
+        snapshot's metadata is damaged (for falling back to an older one)."""
+
+    def load(name: str) -> tuple[SnapshotMeta, SnapshotData]:
+        """``(meta, data)`` of the snapshot called ``name``, like ``latest``;
+        StorageCorruption if it is damaged."""

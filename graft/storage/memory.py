@@ -16,6 +16,7 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 from graft.raft.messages import Entry, HardState, SnapshotData, SnapshotMeta
 from graft.storage.errors import StorageCorruption
 from graft.storage.interfaces import ILogStorage, ISnapshotStore, ISnapshotWriter
+from graft.storage.snapshot import snapshot_name
 
 
 def check_batch(entries: Sequence[Entry], first_index: int, last_index: int) -> None:
@@ -146,3 +147,13 @@ class MemorySnapshotStore:
 
     def list_metas(self) -> list[SnapshotMeta]:
         return [meta for meta, _ in self._snapshots]
+
+    def names(self) -> list[str]:
+        """Names as the file store would give them, oldest first."""
+        return [snapshot_name(meta) for meta, _ in self._snapshots]
+
+    def load(self, name: str) -> tuple[SnapshotMeta, SnapshotData]:
+        for meta, data in self._snapshots:
+            if snapshot_name(meta) == name:
+                return meta, data
+        raise KeyError(name)

@@ -28,6 +28,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import Any
 
 from zope.interface import implementer  # type: ignore[import-untyped]
@@ -66,6 +67,14 @@ def decode_meta(data: bytes) -> SnapshotMeta:
     )
 
 
+def encode_file_tail(meta: SnapshotMeta, data_len: int, data_crc: int) -> bytes:
+    """What follows ``data_len`` bytes of data with CRC-32 ``data_crc`` in a
+    snapshot file: the metadata and the footer."""
+    meta_bytes = encode_meta(meta)
+    footer = _FOOTER.pack(data_len, len(meta_bytes), data_crc, zlib.crc32(meta_bytes), _MAGIC)
+    return meta_bytes + footer
+
+
 class SnapshotFile:
     """A stored snapshot's data, memory-mapped, read-only: ``len()``,
     slicing (``data[a:b]`` gives bytes) and ``read(offset, n)``."""
@@ -75,8 +84,11 @@ class SnapshotFile:
         self.meta = meta
         self.data_crc32 = data_crc
         self._len = data_len
-        with open(path, "rb") as f:
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        # Reads go through the open file (pread), not the mapping: pages
+        # read once do not stay counted in the node's resident memory, and
+        # the data stays readable after the store deletes the file.
+        self._file = open(path, "rb")  # noqa: SIM115 (closed by close())
+        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
 
     def __len__(self) -> int:
         return self._len
@@ -87,14 +99,35 @@ class SnapshotFile:
         start, stop, step = key.indices(self._len)
         if step != 1:
             raise ValueError("snapshot data slices must be contiguous")
-        return self._map[start:stop] if start < stop else b""
+        return os.pread(self._file.fileno(), stop - start, start) if start < stop else b""
 
     def read(self, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes from ``offset`` (fewer at the end)."""
         return self[offset : offset + size]
 
+    @property
+    def file_size(self) -> int:
+        """Bytes in the whole file: data, metadata and footer."""
+        return len(self._map)
+
+    def read_file(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes of the whole file (a backup copy) from ``offset``."""
+        size = min(size, len(self._map) - offset)
+        return os.pread(self._file.fileno(), size, offset) if size > 0 else b""
+
+    def chunks(self, chunk_bytes: int = 1 << 20) -> Iterator[bytes]:
+        """The data in chunks of ``chunk_bytes`` (to restore a state machine)."""
+        for start in range(0, self._len, chunk_bytes):
+            yield self[start : start + chunk_bytes]
+
+    def file_crc32(self) -> int:
+        """CRC-32 of the whole file, from the data's stored checksum and the
+        (small) metadata and footer: no pass over the data."""
+        return zlib.crc32(self._map[self._len :], self.data_crc32)
+
     def close(self) -> None:
         self._map.close()
+        self._file.close()
 
 
 def _read_footer(path: str, buf: bytes | mmap.mmap) -> tuple[SnapshotMeta, int, int]:
@@ -114,12 +147,27 @@ def _read_footer(path: str, buf: bytes | mmap.mmap) -> tuple[SnapshotMeta, int, 
     return decode_meta(meta_bytes), data_len, data_crc
 
 
-def _crc32_of(buf: mmap.mmap, length: int, chunk_bytes: int = 1 << 20) -> int:
-    """CRC-32 of ``buf[:length]``, a chunk at a time (bounded memory)."""
+def _crc32_of(fd: int, length: int, chunk_bytes: int = 1 << 20) -> int:
+    """CRC-32 of the first ``length`` bytes of file ``fd``, a chunk at a
+    time (bounded memory, and no mapped pages left resident)."""
     crc = 0
     for start in range(0, length, chunk_bytes):
-        crc = zlib.crc32(buf[start : min(start + chunk_bytes, length)], crc)
+        crc = zlib.crc32(os.pread(fd, min(chunk_bytes, length - start), start), crc)
     return crc
+
+
+def open_snapshot_file(path: str, *, verify: bool = True) -> SnapshotFile:
+    """The snapshot file at ``path`` (in a store or a backup copy); with
+    ``verify`` its data checksum is checked. StorageCorruption if damaged."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < _FOOTER.size:
+            raise StorageCorruption(path, 0, "snapshot file shorter than its footer")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            meta, data_len, data_crc = _read_footer(path, m)
+            if verify and _crc32_of(f.fileno(), data_len) != data_crc:
+                raise StorageCorruption(path, 0, "snapshot data checksum mismatch")
+    return SnapshotFile(path, meta, data_len, data_crc)
 
 
 @implementer(ISnapshotWriter)
@@ -156,11 +204,10 @@ class FileSnapshotWriter:
                 0,
                 f"received snapshot checksum {self._crc:#010x}, expected {expected_crc32:#010x}",
             )
-        meta = encode_meta(self.meta)
-        footer = _FOOTER.pack(self.next_offset, len(meta), self._crc, zlib.crc32(meta), _MAGIC)
+        tail = encode_file_tail(self.meta, self.next_offset, self._crc)
         fd, self._fd = self._fd, None
         try:
-            self._ops.write_all(fd, meta + footer)
+            self._ops.write_all(fd, tail)
             self._ops.fsync(fd)
         except BaseException:
             self._ops.close(fd)
@@ -215,16 +262,17 @@ class FileSnapshotStore:
     def open(self, name: str, *, verify: bool = True) -> SnapshotFile:
         """The snapshot in file ``name``; with ``verify`` its data checksum is
         checked (StorageCorruption if it differs)."""
-        path = os.path.join(self.path, name)
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size < _FOOTER.size:
-                raise StorageCorruption(path, 0, "snapshot file shorter than its footer")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                meta, data_len, data_crc = _read_footer(path, m)
-                if verify and _crc32_of(m, data_len) != data_crc:
-                    raise StorageCorruption(path, 0, "snapshot data checksum mismatch")
-        return SnapshotFile(path, meta, data_len, data_crc)
+        return open_snapshot_file(os.path.join(self.path, name), verify=verify)
+
+    def names(self) -> list[str]:
+        """Snapshot file names, oldest (lowest index, then term) first."""
+        return self._names()
+
+    def load(self, name: str) -> tuple[SnapshotMeta, SnapshotData]:
+        """``(meta, data)`` of the snapshot in file ``name``, checksums
+        verified (StorageCorruption if damaged)."""
+        snap = self.open(name)
+        return snap.meta, snap
 
     def latest(self) -> tuple[SnapshotMeta, SnapshotData] | None:
         names = self._names()

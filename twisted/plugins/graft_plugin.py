@@ -40,6 +40,8 @@ class Options(usage.Options):
         ["transport", None, None, "Peer transport: http or amp."],
         ["snapshot-threshold", None, None, "Log entries between snapshots."],
         ["max-body-bytes", None, None, "Larger request bodies get 413."],
+        ["snapshot-retain-entries", None, None, "Log entries kept behind each snapshot."],
+        ["log-segment-bytes", None, None, "Size of a log segment file."],
     ]
 
     settings: Any = None
@@ -70,6 +72,8 @@ class Options(usage.Options):
             transport=self["transport"],
             snapshot_threshold=integer("snapshot-threshold"),
             max_body_bytes=integer("max-body-bytes"),
+            snapshot_retain_entries=integer("snapshot-retain-entries"),
+            log_segment_bytes=integer("log-segment-bytes"),
         )
         try:
             self.settings = build_settings(flags)
