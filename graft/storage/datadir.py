@@ -21,7 +21,7 @@ import os
 
 import attrs
 
-from graft.raft.messages import NodeId
+from graft.raft.messages import HardState, NodeId
 from graft.storage.errors import IdentityMismatch, StorageCorruption
 from graft.storage.fileops import FileOps, read_file, write_atomically
 from graft.storage.snapshot import RETAIN_DEFAULT, FileSnapshotStore
@@ -45,13 +45,17 @@ class DataDir:
         self.log.close()
 
 
-def check_identity(path: str, cluster_id: str, node_id: NodeId, ops: FileOps) -> None:
+def check_identity(
+    path: str, cluster_id: str, node_id: NodeId, ops: FileOps, *, may_restamp: bool = False
+) -> None:
     """Write the identity file of directory ``path`` if missing, else raise
-    IdentityMismatch unless it names ``cluster_id`` and ``node_id``."""
+    IdentityMismatch unless it names ``cluster_id`` and ``node_id``. With
+    ``may_restamp`` (the directory holds no Raft state at all), a directory
+    of the same node but another cluster id is taken over instead."""
     identity_path = os.path.join(path, IDENTITY_NAME)
     data = read_file(identity_path)
+    body = json.dumps({"cluster_id": cluster_id, "node_id": node_id}, sort_keys=True)
     if data is None:
-        body = json.dumps({"cluster_id": cluster_id, "node_id": node_id}, sort_keys=True)
         write_atomically(ops, identity_path, body.encode())
         return
     try:
@@ -59,6 +63,9 @@ def check_identity(path: str, cluster_id: str, node_id: NodeId, ops: FileOps) ->
         stored_cluster, stored_node = str(stored["cluster_id"]), int(stored["node_id"])
     except (ValueError, KeyError, TypeError) as e:
         raise StorageCorruption(identity_path, 0, f"unreadable identity file: {e}") from e
+    if stored_cluster != cluster_id and stored_node == node_id and may_restamp:
+        write_atomically(ops, identity_path, body.encode())
+        return
     if stored_cluster != cluster_id:
         raise IdentityMismatch(
             f"data directory {path} belongs to cluster {stored_cluster!r}, "
@@ -84,9 +91,30 @@ def open_data_dir(
     cluster ``cluster_id``; IdentityMismatch if it belongs to another."""
     ops = ops if ops is not None else FileOps()
     ops.makedirs(path)
-    check_identity(path, cluster_id, node_id, ops)
+    try:
+        check_identity(path, cluster_id, node_id, ops)
+    except IdentityMismatch:
+        log, snapshots = _open_stores(path, segment_bytes_max, snapshots_retained, ops)
+        # A node first started with a wrong member list never got a term,
+        # a vote or an entry (its peers refused it): started again with the
+        # right list, it may take the directory over (API.md section 1).
+        holds_nothing = (
+            log.last_index == 0 and log.load_hard_state() == HardState() and not snapshots.names()
+        )
+        if not holds_nothing:
+            log.close()
+            raise
+        check_identity(path, cluster_id, node_id, ops, may_restamp=True)
+    else:
+        log, snapshots = _open_stores(path, segment_bytes_max, snapshots_retained, ops)
+    return DataDir(path=path, cluster_id=cluster_id, node_id=node_id, log=log, snapshots=snapshots)
+
+
+def _open_stores(
+    path: str, segment_bytes_max: int, snapshots_retained: int, ops: FileOps
+) -> tuple[FileLogStorage, FileSnapshotStore]:
     log = FileLogStorage(os.path.join(path, "log"), segment_bytes_max=segment_bytes_max, ops=ops)
     snapshots = FileSnapshotStore(
         os.path.join(path, "snapshots"), retain=snapshots_retained, ops=ops
     )
-    return DataDir(path=path, cluster_id=cluster_id, node_id=node_id, log=log, snapshots=snapshots)
+    return log, snapshots

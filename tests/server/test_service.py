@@ -7,7 +7,7 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 
 from graft.kv import Put, encode_command
-from graft.raft import Member
+from graft.raft import HardState, Member
 from graft.server import NodeSettings, PeerSetting, cluster_id_for, make_node_service
 from graft.storage import IdentityMismatch
 
@@ -47,7 +47,9 @@ def test_cluster_id_depends_on_members_not_their_order():
 
 
 def test_data_dir_of_another_cluster_is_refused(tmp_path):
-    make_node_service(settings(tmp_path), _Reactor())
+    """Once it holds Raft state (here a term), a directory is its cluster's."""
+    service = make_node_service(settings(tmp_path), _Reactor())
+    service.driver.log_storage.append([], HardState(term=1))
     with pytest.raises(IdentityMismatch, match="another cluster"):
         make_node_service(settings(tmp_path, peers=((3, "http://127.0.0.1:9003"),)), _Reactor())
 

@@ -29,10 +29,37 @@ def test_first_open_records_identity_and_reopen_accepts_it(tmp_path: Path) -> No
 
 
 def test_other_cluster_id_is_refused(tmp_path: Path) -> None:
-    """A directory of another cluster is refused with a message naming both ids."""
-    open_data_dir(str(tmp_path), "cluster-a", 1).close()
+    """A directory holding another cluster's entries is refused with a
+    message naming both ids."""
+    d = open_data_dir(str(tmp_path), "cluster-a", 1)
+    d.log.append(make_entries(1, 1))
+    d.log.sync()
+    d.close()
     with pytest.raises(IdentityMismatch, match=r"cluster-a.*cluster-b"):
         open_data_dir(str(tmp_path), "cluster-b", 1)
+
+
+def test_other_cluster_id_with_a_term_is_refused(tmp_path: Path) -> None:
+    """A vote or term is Raft state too: the directory stays the other cluster's."""
+    d = open_data_dir(str(tmp_path), "cluster-a", 1)
+    d.log.save_hard_state(HardState(term=1, vote=1))
+    d.close()
+    with pytest.raises(IdentityMismatch):
+        open_data_dir(str(tmp_path), "cluster-b", 1)
+
+
+def test_a_directory_holding_no_raft_state_is_taken_over(tmp_path: Path) -> None:
+    """API.md section 1: a node first started with a wrong member list, and
+    so never given a term, vote or entry, works once restarted with the
+    right list on the same directory."""
+    open_data_dir(str(tmp_path), "wrong-list", 3).close()
+
+    d = open_data_dir(str(tmp_path), "right-list", 3)
+    d.close()
+
+    open_data_dir(str(tmp_path), "right-list", 3).close()
+    with pytest.raises(IdentityMismatch):
+        open_data_dir(str(tmp_path), "wrong-list", 2)
 
 
 def test_other_node_id_is_refused(tmp_path: Path) -> None:
