@@ -22,7 +22,7 @@ from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from graft.kv import (
     ApplyResult,
@@ -87,10 +87,12 @@ class ClientAPI:
         self.app.route("/readyz")(self._readyz)
         self.app.route("/", branch=True)(self._not_found)
 
-    def resource(self) -> Any:
-        """The root resource: the Klein app behind a guard that answers
-        paths Klein cannot decode with a JSON 400."""
-        return _Utf8Guard(self.app.resource())
+    def resource(self, fast_routes: dict[bytes, Any] | None = None) -> Any:
+        """The root resource: the Klein app behind a router that answers
+        paths Klein cannot decode with a JSON 400 and sends the hot paths
+        (key reads and writes, and any exact paths in ``fast_routes``,
+        such as the peer transport's) straight to their handlers."""
+        return _Router(self.app.resource(), self._kv_key, fast_routes or {})
 
     # --- plumbing ---------------------------------------------------------
 
@@ -378,15 +380,19 @@ class ClientAPI:
         return _json(request, 404, {"error": f"no such route: {request.path.decode('latin-1')}"})
 
 
-class _Utf8Guard(Resource):
-    """Klein answers a path or Host that is not UTF-8 with an HTML 400;
-    answer it here with our JSON error instead."""
+class _Router(Resource):
+    """The root of the node's site. Klein's routing (werkzeug) costs more
+    than the rest of a key read, so the hot paths skip it; everything else
+    goes through the Klein app. Klein answers a path or Host that is not
+    UTF-8 with an HTML 400; this answers it with our JSON error instead."""
 
     isLeaf = True
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, kv_key: Any, fast_routes: dict[bytes, Any]) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._inner = inner
+        self._kv_key = kv_key
+        self._fast_routes = fast_routes
 
     def render(self, request: Request) -> Any:
         try:
@@ -396,7 +402,39 @@ class _Utf8Guard(Resource):
         except UnicodeDecodeError:
             what = "key" if request.path.startswith(_KV_PREFIX) else "path"
             return _json(request, 400, {"error": f"bad {what}: not valid UTF-8"})
+        path = request.path
+        if path.startswith(_KV_PREFIX):
+            return _render_deferred(request, self._kv_key(request))
+        route = self._fast_routes.get(path)
+        if route is not None:
+            return route(request)
         return self._inner.render(request)
+
+
+def _render_deferred(request: Request, d: Deferred[bytes]) -> Any:
+    """Write what ``d`` fires with and finish, unless the client left."""
+    lost: list[bool] = []
+    request.notifyFinish().addErrback(lambda _: lost.append(True))
+
+    def write(body: bytes) -> None:
+        if lost:
+            return
+        if body:
+            request.write(body)  # type: ignore[no-untyped-call]
+        request.finish()  # type: ignore[no-untyped-call]
+
+    def crashed(failure: Any) -> None:
+        _log.failure("request to {path} failed", failure, path=request.path)
+        if not lost:
+            body = _json(request, 503, {"error": "internal error; see the node's log"})
+            request.write(body)  # type: ignore[no-untyped-call]
+            request.finish()  # type: ignore[no-untyped-call]
+
+    d.addCallback(write).addErrback(crashed)
+    return NOT_DONE_YET
+
+
+_log = Logger()
 
 
 # --- helpers ---------------------------------------------------------------
