@@ -406,6 +406,8 @@ class LeaderMixin:
     def _maybe_promote_learners(self) -> None:
         """Thesis §4.2.1: promote learners that asked for it once their log
         is within ``learner_promotion_lag_max`` of ours, one at a time."""
+        if not self.configuration.awaits_promotion:
+            return
         if self._pending_config_index > self.commit_index or self._lead_transferee is not None:
             return
         if not self.is_voter:

@@ -51,22 +51,21 @@ class Configuration:
     """The cluster's membership: ``members`` sorted by id, ids unique."""
 
     members: tuple[Member, ...] = ()
+    # Derived once: the leader asks for these on every batch.
+    voters: frozenset[NodeId] = attrs.field(init=False, eq=False, repr=False)
+    learners: frozenset[NodeId] = attrs.field(init=False, eq=False, repr=False)
+    ids: tuple[NodeId, ...] = attrs.field(init=False, eq=False, repr=False)
+    #: Whether some learner waits to be promoted once caught up.
+    awaits_promotion: bool = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        ids = [m.id for m in self.members]
-        assert ids == sorted(set(ids)), f"members must be sorted and unique: {ids}"
-
-    @property
-    def voters(self) -> frozenset[NodeId]:
-        return frozenset(m.id for m in self.members if m.voter)
-
-    @property
-    def learners(self) -> frozenset[NodeId]:
-        return frozenset(m.id for m in self.members if not m.voter)
-
-    @property
-    def ids(self) -> tuple[NodeId, ...]:
-        return tuple(m.id for m in self.members)
+        ids = tuple(m.id for m in self.members)
+        assert list(ids) == sorted(set(ids)), f"members must be sorted and unique: {ids}"
+        set_ = object.__setattr__
+        set_(self, "ids", ids)
+        set_(self, "voters", frozenset(m.id for m in self.members if m.voter))
+        set_(self, "learners", frozenset(m.id for m in self.members if not m.voter))
+        set_(self, "awaits_promotion", any(m.auto_promote for m in self.members))
 
     def member(self, node_id: NodeId) -> Member | None:
         for m in self.members:

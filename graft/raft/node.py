@@ -526,7 +526,7 @@ class RaftNode(LeaderMixin):
             or self._snapshot_to_install
             or self.log.unstable_from <= self.log.last_index
             or self._applied_handed < min(self.commit_index, self.log.persisted_index)
-            or self.hard_state != self._hard_state_sent
+            or self._hard_state_changed()
             or self._servable_reads_pending()
         )
 
@@ -593,6 +593,10 @@ class RaftNode(LeaderMixin):
         self.applied_index = max(self.applied_index, flight.applied_index)
         if self.role is Role.LEADER:
             self._leader_persisted()
+
+    def _hard_state_changed(self) -> bool:
+        sent = self._hard_state_sent
+        return (self.term, self.vote, self.commit_index) != (sent.term, sent.vote, sent.commit)
 
     def _servable_reads_pending(self) -> bool:
         confirmed = self._reads.confirmed
