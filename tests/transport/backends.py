@@ -1,5 +1,5 @@
 """Clusters of transports for the behavioural suite: the same tests run
-over the in-memory twin and over HTTP on loopback (STYLE §4)."""
+over the in-memory twin, over HTTP and over AMP on loopback (STYLE §4)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from twisted.internet.task import deferLater
 from twisted.web.server import Site
 
 from graft.raft.messages import NodeId
+from graft.transport.amp import AMPTransport, AMPTransportSettings
 from graft.transport.http import HTTPTransport
 from graft.transport.interfaces import ITransport
 from graft.transport.memory import MemoryNetwork, MemoryTransport, memory_address
@@ -155,6 +156,70 @@ class HTTPCluster:
             node.site.abort_all()
         # Let aborted connections finish closing before the next test.
         await deferLater(reactor, 0, lambda: None)
+
+
+class AMPCluster:
+    """AMP transports on 127.0.0.1 port 0; the address book names each
+    node's AMP port directly (``amp://``). The cluster listens on each
+    transport's factory itself, so a node brought back up listens on the
+    same port again; ``stop()`` closes the connections it accepted."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.nodes: dict[NodeId, Node] = {}
+        self.settings = settings
+
+    async def add(self, node_id: NodeId, *, cluster_id: str = CLUSTER) -> Node:
+        inbox = Inbox()
+        transport = AMPTransport(
+            reactor=reactor,
+            node_id=node_id,
+            cluster_id=cluster_id,
+            cluster_token=TOKEN,
+            receive=inbox,
+            settings=AMPTransportSettings(**self.settings),
+        )
+        await transport.start()
+        port = reactor.listenTCP(0, transport.factory(), interface="127.0.0.1")
+        address = f"amp://127.0.0.1:{port.getHost().port}"
+        node = Node(node_id, transport, inbox, address=address, port=port)
+        self.nodes[node_id] = node
+        return node
+
+    async def take_down(self, node_id: NodeId) -> None:
+        node = self.nodes[node_id]
+        await node.port.stopListening()
+        await node.transport.stop()
+
+    async def bring_up(self, node_id: NodeId) -> None:
+        node = self.nodes[node_id]
+        port_number = int(node.address.rsplit(":", 1)[1])
+        node.port = reactor.listenTCP(port_number, node.transport.factory(), interface="127.0.0.1")
+        await node.transport.start()
+
+    async def settle(self) -> None:
+        for node in list(self.nodes.values()):
+            await node.transport.flushed()
+
+    async def close(self) -> None:
+        for node in self.nodes.values():
+            if node.port is not None and node.port.connected:
+                await node.port.stopListening()
+        for node in self.nodes.values():
+            await node.transport.stop()
+        await deferLater(reactor, 0, lambda: None)
+
+
+def make_cluster(kind: str) -> Cluster:
+    """A cluster of the named backend: ``memory``, ``http`` or ``amp``."""
+    if kind == "memory":
+        return MemoryCluster()
+    if kind == "http":
+        return HTTPCluster()
+    assert kind == "amp", kind
+    return AMPCluster()
+
+
+BACKENDS = ["memory", "http", "amp"]
 
 
 def provides_transport(node: Node) -> bool:

@@ -1,6 +1,6 @@
 """One behavioural suite for every ITransport implementation (STYLE §4):
-the in-memory twin and HTTP on loopback must behave alike for everything
-the node relies on."""
+the in-memory twin, HTTP and AMP on loopback must behave alike for
+everything the node relies on."""
 
 from __future__ import annotations
 
@@ -29,18 +29,18 @@ from graft.raft.messages import (
     TimeoutNow,
 )
 from tests.transport.backends import (
+    BACKENDS,
     Cluster,
-    HTTPCluster,
-    MemoryCluster,
     connect_all,
+    make_cluster,
     provides_transport,
     wait,
 )
 
 
-@pytest.fixture(params=["memory", "http"])
+@pytest.fixture(params=BACKENDS)
 def cluster(request: Any) -> Iterator[Cluster]:
-    made: Cluster = MemoryCluster() if request.param == "memory" else HTTPCluster()
+    made = make_cluster(request.param)
     yield made
     pytest_twisted.blockon(Deferred.fromCoroutine(made.close()))
 

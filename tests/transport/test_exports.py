@@ -7,9 +7,13 @@ import ast
 from pathlib import Path
 
 import graft.transport
-from graft.transport import _outbox, codec, http, interfaces, memory
+from graft.transport import _outbox, amp, codec, http, interfaces, memory
 
 INTENDED = {
+    "AMP_PORT_OFFSET": amp.AMP_PORT_OFFSET,
+    "AMPTransport": amp.AMPTransport,
+    "AMPTransportSettings": amp.AMPTransportSettings,
+    "amp_endpoint_for": amp.amp_endpoint_for,
     "CLUSTER_TOKEN_HEADER": http.CLUSTER_TOKEN_HEADER,
     "MESSAGES_PATH": http.MESSAGES_PATH,
     "MOUNT_PATH": http.MOUNT_PATH,
