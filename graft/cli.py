@@ -173,6 +173,12 @@ def _node_options(f: Any) -> Any:
             "--join", metavar="URL", help="Start empty and ask the cluster at URL to add this node."
         ),
         click.option(
+            "--learner",
+            is_flag=True,
+            default=None,
+            help="With --join: stay a non-voting learner (default: voter once caught up).",
+        ),
+        click.option(
             "--listen",
             metavar="ENDPOINT",
             help='A Twisted endpoint description, instead of --host/--port ("tcp:9001").',
@@ -223,21 +229,47 @@ def node_flags(**params: Any) -> NodeFlags:
     type=click.Path(dir_okay=False),
     help="Start a new cluster from a backup (graft snapshot save); needs an empty data dir.",
 )
-def node_run(restore: str | None, **params: Any) -> None:
+@click.option(
+    "--force-new-cluster",
+    is_flag=True,
+    help="Disaster recovery: restart this node's data as a new one-node cluster "
+    "(only when a quorum is lost for good; see the README).",
+)
+def node_run(restore: str | None, force_new_cluster: bool, **params: Any) -> None:
     """Run a node until SIGTERM or SIGINT.
 
     \b
     graft node run --id 1 --port 9001             # a single-node cluster
     graft node run --id 1 --port 9001 --peers \\
       '[{"id":2,"address":"http://127.0.0.1:9002"},{"id":3,"address":"http://127.0.0.1:9003"}]'
+    graft node run --id 4 --port 9004 --join http://127.0.0.1:9001   # join a cluster
     """
     try:
         settings = build_settings(node_flags(**params))
     except ConfigError as e:
         fail(str(e), EXIT_USAGE)
+    if restore is not None and force_new_cluster:
+        fail("--restore and --force-new-cluster cannot be used together", EXIT_USAGE)
     if restore is not None:
         restore_node(settings, restore)
+    if force_new_cluster:
+        force_node(settings)
     sys.exit(run_node(settings))
+
+
+def force_node(settings: Any) -> None:
+    """Rewrite the node's data as the only member of a new cluster."""
+    from graft.server import cluster_id_for
+    from graft.server.bootstrap import ForceRefused, force_new_cluster
+    from graft.storage import StorageError
+
+    try:
+        summary = force_new_cluster(settings, cluster_id_for=cluster_id_for)
+    except (ForceRefused, StorageError) as e:
+        fail(f"node {settings.id}: --force-new-cluster: {e}", EXIT_REFUSED)
+    except OSError as e:
+        fail(f"node {settings.id}: --force-new-cluster: {e}", EXIT_REFUSED)
+    click.echo(f"graft: {summary}", err=True)
 
 
 def restore_node(settings: Any, backup: str) -> None:

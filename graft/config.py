@@ -59,6 +59,7 @@ YAML_KEYS = (
     "snapshot_threshold",
     "max_body_bytes",
     "join",
+    "learner",
     "snapshot_retain_entries",
     "log_segment_bytes",
     "cluster_token",
@@ -90,6 +91,7 @@ class NodeFlags:
     data_dir: str | None = None
     peers: str | None = None
     join: str | None = None
+    learner: bool | None = None
     log_level: str | None = None
     transport: str | None = None
     snapshot_threshold: int | None = None
@@ -315,6 +317,10 @@ def _check_key(key: str, value: Any, where: str) -> Any:
         return parse_log_level(value, where)
     if key == "transport":
         return _transport(value, where)
+    if key == "learner":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
+        return value
     if key == "cluster_token":
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {_show(value)}")
@@ -389,6 +395,10 @@ def build_settings(flags: NodeFlags, environ: Mapping[str, str] | None = None) -
 
     if flags.join is not None:
         values["join"] = check_advertise_url(flags.join, "--join")
+    if flags.learner:
+        values["learner"] = True
+    if values.get("learner") and "join" not in values:
+        raise ConfigError("--learner: only for a node that joins a running cluster (--join URL)")
     if flags.log_level is not None:
         values["log_level"] = parse_log_level(flags.log_level, "--log-level")
     if flags.transport is not None:

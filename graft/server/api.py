@@ -38,6 +38,8 @@ from graft.kv import (
 from graft.raft import NotLeader, Role
 from graft.server.driver import RaftDriver
 from graft.server.errors import NodeFailed, NodeStopping, Unavailable
+from graft.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from graft.server.metrics import NodeMetrics, role_name
 from graft.server.snapshots import SnapshotInProgress, SnapshotProducer
 
 __all__ = ["ClientAPI"]
@@ -77,6 +79,9 @@ class ClientAPI:
         self.driver = driver
         self.max_body_bytes = max_body_bytes
         self.request_timeout_seconds = request_timeout_seconds
+        #: POST /v1/members and the routes of graft.server.membership, once
+        #: mounted there (MembershipRoutes.mount).
+        self.membership: Any = None
         self.app = Klein()
         self.app.route("/v1/kv", branch=False)(self._kv_list)
         self.app.route("/v1/kv/", branch=True)(self._kv_key)
@@ -85,6 +90,8 @@ class ClientAPI:
         self.app.route("/v1/snapshot")(self._snapshot)
         self.app.route("/healthz")(self._healthz)
         self.app.route("/readyz")(self._readyz)
+        self.app.route("/metrics")(self._metrics)
+        self.metrics = NodeMetrics(driver)
         self.app.route("/", branch=True)(self._not_found)
 
     def resource(self, fast_routes: dict[bytes, Any] | None = None) -> Any:
@@ -106,6 +113,7 @@ class ClientAPI:
 
     def _redirect_or_unavailable(self, request: Request) -> _Refused:
         """The answer for a request only the leader may serve."""
+        self._check_removed()
         leader = self.driver.leader()
         if leader is None or not leader.address:
             return _Refused(503, "no leader known; retry shortly", {b"Retry-After": b"1"})
@@ -210,12 +218,19 @@ class ClientAPI:
         reason = self.driver.failed_reason
         if reason is not None:
             raise _Refused(503, f"storage failed: {reason}", {b"Retry-After": b"1"})
+        self._check_removed()
+
+    def _check_removed(self) -> None:
+        removed = self.driver.removed_reason
+        if removed is not None:
+            raise _Refused(503, removed)
 
     async def _consistent_read(self, request: Request) -> None:
         """Return once ``request`` may be served from the local store: at
         once for ``consistency=stale``, after a ReadIndex round otherwise."""
         consistency = _query_value(request, b"consistency")
         if consistency == "stale":
+            self._check_removed()
             return
         if consistency not in (None, "linearizable", "default"):
             raise _Refused(400, "consistency must be 'stale' or 'linearizable'")
@@ -289,7 +304,7 @@ class ClientAPI:
             200,
             {
                 "id": driver.node_id,
-                "role": _role_name(driver),
+                "role": role_name(driver),
                 "term": node.term,
                 "leader": None if leader is None else {"id": leader.id, "address": leader.address},
                 "commit_index": node.commit_index,
@@ -305,7 +320,11 @@ class ClientAPI:
         return Deferred.fromCoroutine(self._answer(request, self._members_async))
 
     async def _members_async(self, request: Request) -> bytes:
-        _only_get(request)
+        if request.method == b"POST" and self.membership is not None:
+            return await self.membership.add(request)  # type: ignore[no-any-return]
+        if request.method not in (b"GET", b"HEAD"):
+            allow = b"GET, HEAD, POST" if self.membership is not None else b"GET, HEAD"
+            raise _Refused(405, "use GET or POST", {b"Allow": allow})
         return _json(request, 200, {"members": _members(self.driver)})
 
     # --- /v1/snapshot -----------------------------------------------------
@@ -375,6 +394,14 @@ class ClientAPI:
                 503, f"catching up: applied {applied} of {commit} committed", {b"Retry-After": b"1"}
             )
         return _json(request, 200, {"status": "ready"})
+
+    def _metrics(self, request: Request) -> bytes:
+        if request.method not in (b"GET", b"HEAD"):
+            _set_header(request, b"Allow", b"GET, HEAD")
+            return _json(request, 405, {"error": "use GET"})
+        request.setResponseCode(200)
+        _set_header(request, b"Content-Type", METRICS_CONTENT_TYPE)
+        return self.metrics.render()
 
     def _not_found(self, request: Request, **_: object) -> bytes:
         return _json(request, 404, {"error": f"no such route: {request.path.decode('latin-1')}"})
@@ -497,18 +524,6 @@ def _if_none_match(request: Request) -> bool:
     if header.strip() == "*":
         return True
     raise _Refused(400, f"bad If-None-Match header {header!r}: only * is supported")
-
-
-def _role_name(driver: RaftDriver) -> str:
-    member = driver.configuration.member(driver.node_id)
-    if member is None or not member.voter:
-        return "learner"
-    role = driver.node.role
-    if role is Role.LEADER:
-        return "leader"
-    if role is Role.FOLLOWER:
-        return "follower"
-    return "candidate"
 
 
 def _members(driver: RaftDriver) -> list[dict[str, object]]:

@@ -17,6 +17,7 @@ graft.storage and graft.transport.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import random
 from collections.abc import Callable, Hashable, Sequence
@@ -35,6 +36,7 @@ from graft.raft import (
     EntryKind,
     HardState,
     Member,
+    MembershipChange,
     NotLeader,
     PersistentState,
     ProposalDropped,
@@ -154,6 +156,8 @@ class RaftDriver:
         self.replayed_entries = 0
         #: Why the node stopped acknowledging writes, or None while healthy.
         self.failed_reason: str | None = None
+        #: How often the core reported each fact (elections, drops...), for /metrics.
+        self.fact_counts: collections.Counter[str] = collections.Counter()
         self._stopping = False
         self._in_flight = False
         self._idle_waiters: list[Deferred[None]] = []
@@ -162,6 +166,17 @@ class RaftDriver:
         self._read_ids = itertools.count(1)
         self._role: Role | None = None
         self._leader_id: NodeId | None = None
+        #: Why this node no longer serves clients (it was removed from the
+        #: cluster), or None; set by graft.server.membership.MembershipWatch.
+        self.removed_reason: str | None = None
+        #: Peers to talk to while the configuration is still empty: a node
+        #: that joined learns the members from the leader, whose messages
+        #: it must admit first (graft.server.bootstrap).
+        self.bootstrap_peers: dict[NodeId, str] = {}
+        #: The transport's address book as last set (see _update_peers).
+        self._peers: dict[NodeId, str] = {}
+        #: Whether ``_peers`` holds ids outside the configuration.
+        self._peers_outside = False
         state = self._load(config.node_id, initial_configuration)
         self.node = RaftNode(config, state, rng)
         self.node_id: NodeId = config.node_id
@@ -296,6 +311,22 @@ class RaftDriver:
         self._reads[request_id] = done
         self._kick()
         return done
+
+    def change_membership(self, change: MembershipChange) -> int:
+        """Append the configuration ``change`` makes (on the leader);
+        returns its index. Raises what ``RaftNode.change_membership`` does,
+        or Unavailable."""
+        self._check_accepting()
+        index = self.node.change_membership(change)
+        self._kick()
+        return index
+
+    def transfer_leadership(self, target: NodeId) -> None:
+        """Start handing leadership to ``target`` (thesis §3.10). Raises
+        NotLeader, TransferRefused or Unavailable."""
+        self._check_accepting()
+        self.node.transfer_leadership(target)
+        self._kick()
 
     def _check_accepting(self) -> None:
         if self.failed_reason is not None:
@@ -474,6 +505,7 @@ class RaftDriver:
             )
             self._role, self._leader_id = ready.role, ready.leader_id
         for fact in ready.facts:
+            self.fact_counts[fact.name] += 1
             self.log.debug(
                 "node {node_id} term {term}: {fact} {detail}",
                 node_id=self.node_id,
@@ -486,12 +518,27 @@ class RaftDriver:
         """Configurations are in force from their append (thesis §4.1), so
         the address book follows the core's current one."""
         configuration = self.node.configuration
-        if configuration == self._configuration and not force:
+        if configuration == self._configuration and not force and not self._peers_outside:
             return
+        changed = configuration != self._configuration
         self._configuration = configuration
         peers = {m.id: m.address for m in configuration.members if m.id != self.node_id}
-        self.transport.set_peers(peers)
-        if not force:
+        if not configuration.members:
+            peers = dict(self.bootstrap_peers)
+        for node_id, address in self._peers.items():
+            # A node being removed stays in the loop until its removal
+            # commits (§4.2.2): the leader keeps replicating to it, so that
+            # it learns it was removed, and a leader removing itself keeps
+            # hearing its followers, so that the removal can commit.
+            if node_id not in peers and (
+                node_id == self.node.leader_id or self.node.progress(node_id) is not None
+            ):
+                peers[node_id] = address
+        self._peers_outside = any(configuration.member(i) is None for i in peers)
+        if peers != self._peers or force:
+            self._peers = peers
+            self.transport.set_peers(peers)
+        if changed and not force:
             self.log.info(
                 "node {node_id} term {term}: members now {members}",
                 node_id=self.node_id,

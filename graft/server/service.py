@@ -33,7 +33,9 @@ from twisted.web.server import Request, Site
 from graft.kv import KVStore
 from graft.raft import Configuration, Member, RaftConfig
 from graft.server.api import ClientAPI
+from graft.server.bootstrap import start_point
 from graft.server.driver import DurableLog, RaftDriver
+from graft.server.membership import MembershipRoutes, MembershipWatch
 from graft.server.settings import NodeSettings
 from graft.storage import DataDir, GroupCommitLog, open_data_dir
 from graft.transport import HTTPTransport, HTTPTransportSettings, Receive
@@ -188,12 +190,13 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
     ``StorageCorruption``); the listener binds when the service starts.
     ``reactor`` provides time, threads and TCP (the global reactor, from
     the entry points only)."""
-    if settings.join is not None:
-        raise ValueError("joining a running cluster (--join) is not supported yet")
     if settings.transport != "http":
         raise ValueError(f"transport {settings.transport!r} is not available yet; use 'http'")
-    configuration = initial_configuration(settings)
-    cluster_id = cluster_id_for(configuration.members)
+    start = start_point(
+        settings, initial=initial_configuration(settings), cluster_id_for=cluster_id_for
+    )
+    configuration = start.configuration
+    cluster_id = start.cluster_id
     data_dir = open_data_dir(
         settings.data_dir, cluster_id, settings.id, segment_bytes_max=settings.log_segment_bytes
     )
@@ -224,11 +227,17 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
         snapshot_threshold=settings.snapshot_threshold,
         snapshot_retain_entries=settings.snapshot_retain_entries,
     )
+    driver.bootstrap_peers = dict(start.bootstrap_peers)
     api = ClientAPI(
         driver,
         max_body_bytes=settings.max_body_bytes,
         request_timeout_seconds=settings.request_timeout_seconds,
     )
+    election_timeout_seconds = settings.election_timeout_ticks * settings.tick_seconds
+    watch = MembershipWatch(driver, election_timeout_seconds=election_timeout_seconds)
+    MembershipRoutes(
+        api, watch, cluster_id=cluster_id, election_timeout_seconds=election_timeout_seconds
+    ).mount()
     transport: Any = driver.transport
     transport.mount(api.app)
     site = make_site(
@@ -240,7 +249,7 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
     listener = StreamServerEndpointService(endpoint, site)  # type: ignore[no-untyped-call]
     # Let a port in use surface from startService, for the entry points.
     listener._raiseSynchronously = True
-    return NodeService(
+    service = NodeService(
         settings=settings,
         driver=driver,
         api=api,
@@ -249,6 +258,8 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
         listener=listener,
         data_dir=data_dir,
     )
+    watch.setServiceParent(service)  # type: ignore[no-untyped-call]
+    return service
 
 
 def raft_config(settings: NodeSettings) -> RaftConfig:

@@ -42,6 +42,9 @@ class NodeSettings:
     max_body_bytes: int = 1 << 20
     #: Start empty and ask the cluster at this URL to add this node.
     join: str | None = None
+    #: With ``join``: stay a non-voting learner instead of becoming a voter
+    #: once caught up.
+    learner: bool = False
     #: Shared secret peers present to each other (DESIGN.md, "Safety at the edges").
     cluster_token: str = ""
     #: Length of one core tick; election timeout is election_timeout_ticks of them.

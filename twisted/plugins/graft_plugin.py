@@ -44,6 +44,10 @@ class Options(usage.Options):
         ["log-segment-bytes", None, None, "Size of a log segment file."],
     ]
 
+    optFlags = [
+        ["learner", None, "With --join: stay a non-voting learner."],
+    ]
+
     settings: Any = None
 
     def postOptions(self) -> None:
@@ -68,6 +72,7 @@ class Options(usage.Options):
             data_dir=self["data-dir"],
             peers=self["peers"],
             join=self["join"],
+            learner=bool(self["learner"]) or None,
             log_level=self["log-level"],
             transport=self["transport"],
             snapshot_threshold=integer("snapshot-threshold"),
