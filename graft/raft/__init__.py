@@ -13,7 +13,8 @@ at a time::
             node.read(request_id)                #   a linearizable read (leader)
         if node.has_ready():
             ready = node.ready()
-            storage.install(ready.snapshot)           # 1. if any
+            storage.write(ready.snapshot_chunks)      # 1. if any, and
+            storage.install(ready.snapshot)           #    install when complete
             storage.append(ready.entries, ready.hard_state)  # 2. durable
             for m in ready.messages: transport.send(m)   # 3. any time
             for m in ready.messages_after_persist: transport.send(m)  # 4. after 2
@@ -62,7 +63,7 @@ from graft.raft.messages import (
 )
 from graft.raft.node import PersistentState, RaftNode
 from graft.raft.progress import Progress, ProgressState
-from graft.raft.ready import Fact, ReadState, Ready, Role
+from graft.raft.ready import Fact, ReadState, Ready, Role, SnapshotChunk
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -100,6 +101,7 @@ __all__ = [
     "RequestVoteResponse",
     "Role",
     "Snapshot",
+    "SnapshotChunk",
     "SnapshotData",
     "SnapshotMeta",
     "TimeoutNow",

@@ -39,14 +39,13 @@ from graft.raft.messages import (
     NodeId,
     RequestVote,
     RequestVoteResponse,
-    Snapshot,
     SnapshotData,
     SnapshotMeta,
     TimeoutNow,
 )
 from graft.raft.quorum import VoteResult, vote_result
 from graft.raft.read_index import ReadIndexQueue
-from graft.raft.ready import Fact, Ready, Role
+from graft.raft.ready import Fact, Ready, Role, SnapshotChunk
 
 
 @attrs.frozen(kw_only=True)
@@ -102,11 +101,13 @@ class RaftNode(LeaderMixin):
         self._messages_after_persist: list[Message] = []
         self._facts: list[Fact] = []
         self._failed_reads: list[Hashable] = []
-        self._snapshot_to_install: Snapshot | None = None
+        self._snapshot_to_install: SnapshotMeta | None = None
+        self._snapshot_chunks: list[SnapshotChunk] = []
         self._in_flight: _ReadyInFlight | None = None
-        # Follower side of InstallSnapshot: (leader, term, meta) and bytes so far.
+        # Follower side of InstallSnapshot: (leader, term, meta) and how many
+        # bytes of it were handed out to be written so far.
         self._receiving_key: tuple[NodeId, int, SnapshotMeta] | None = None
-        self._receiving = bytearray()
+        self._receiving_offset = 0
         self._reads = ReadIndexQueue()
         self._init_leader_state()
         self._reset_election_timer()
@@ -465,7 +466,9 @@ class RaftNode(LeaderMixin):
     def _handle_install_snapshot(self, m: InstallSnapshot) -> None:
         meta = m.meta
 
-        def answer(next_offset: int, done: bool = False, match: int = 0) -> None:
+        def answer(
+            next_offset: int, done: bool = False, match: int = 0, written: bool = False
+        ) -> None:
             response = InstallSnapshotResponse(
                 source=self.node_id,
                 target=m.source,
@@ -475,41 +478,44 @@ class RaftNode(LeaderMixin):
                 done=done,
                 match_index=match,
             )
-            (self._messages_after_persist if done else self._messages).append(response)
+            (self._messages_after_persist if written else self._messages).append(response)
 
         if meta.index <= self.commit_index:
             self._receiving_key = None
-            answer(0, done=True, match=self.commit_index)
+            answer(0, done=True, match=self.commit_index, written=True)
             return
         if self.log.term_at(meta.index) == meta.term:
             # We hold the entry the snapshot ends at: it is committed, so
             # just commit up to it (etcd raft.go restore).
             self._receiving_key = None
             self.commit_index = meta.index
-            answer(0, done=True, match=meta.index)
+            answer(0, done=True, match=meta.index, written=True)
             return
         key = (m.source, m.term, meta)
         if m.offset == 0:
             self._receiving_key = key
-            self._receiving = bytearray()
-        elif key != self._receiving_key or m.offset != len(self._receiving):
-            answer(len(self._receiving) if key == self._receiving_key else 0)
+            self._receiving_offset = 0
+        elif key != self._receiving_key or m.offset != self._receiving_offset:
+            answer(self._receiving_offset if key == self._receiving_key else 0)
             return
-        self._receiving += m.data
+        # The bytes go to the driver to write; they are acknowledged once
+        # written, and never gathered here (bounded memory).
+        self._snapshot_chunks.append(SnapshotChunk(meta=meta, offset=m.offset, data=m.data))
+        self._receiving_offset += len(m.data)
         if not m.done:
-            answer(len(self._receiving))
+            answer(self._receiving_offset, written=True)
             return
-        data = bytes(self._receiving)
+        size = self._receiving_offset
         self._receiving_key = None
-        self._receiving = bytearray()
+        self._receiving_offset = 0
         self._note_truncation(self.log.first_index)
         self.log.restore(meta)
-        self._snapshot_data = data
+        self._snapshot_data = None  # until the driver hands the stored file back
         self.commit_index = meta.index
         self._applied_handed = meta.index
-        self._snapshot_to_install = Snapshot(meta=meta, data=data)
+        self._snapshot_to_install = meta
         self._fact("snapshot_installed", f"up to {meta.index} from {m.source}")
-        answer(len(data), done=True, match=meta.index)
+        answer(size, done=True, match=meta.index, written=True)
 
     # --- output ----------------------------------------------------------------
 
@@ -524,6 +530,7 @@ class RaftNode(LeaderMixin):
             or self._facts
             or self._failed_reads
             or self._snapshot_to_install
+            or self._snapshot_chunks
             or self.log.unstable_from <= self.log.last_index
             or self._applied_handed < min(self.commit_index, self.log.persisted_index)
             or self._hard_state_changed()
@@ -553,9 +560,12 @@ class RaftNode(LeaderMixin):
             self._applied_handed = committed[-1].index
         snapshot = self._snapshot_to_install
         self._snapshot_to_install = None
+        chunks = tuple(self._snapshot_chunks)
+        self._snapshot_chunks = []
         reads = self._reads.pop_servable(self._applied_handed)
         ready = Ready(
             hard_state=changed,
+            snapshot_chunks=chunks,
             snapshot=snapshot,
             entries=entries,
             messages=tuple(self._messages),
@@ -574,7 +584,7 @@ class RaftNode(LeaderMixin):
         self._failed_reads = []
         self._in_flight = _ReadyInFlight(
             last_entry_index=entries[-1].index if entries else 0,
-            snapshot_index=snapshot.meta.index if snapshot else 0,
+            snapshot_index=snapshot.index if snapshot else 0,
             applied_index=self._applied_handed,
             truncated_from=self.log.last_index + 1,
         )

@@ -2,15 +2,23 @@
 
 The driver's contract, in the order it must act:
 
-1. If ``snapshot`` is set: make it durable, then restore the state machine
-   from it. Entries up to ``snapshot.meta.index`` are gone from the log.
+1. Write ``snapshot_chunks`` into the snapshot being received from the
+   leader: each goes at its offset of the snapshot its ``meta`` names, and
+   offset 0 starts that snapshot afresh (drop any partial one). Chunks
+   are streamed so that a big snapshot never sits whole in memory. If
+   ``snapshot`` is set, the received snapshot with that metadata is
+   complete: make it durable, restore the state machine from it, and drop
+   the whole stored log (the core's log now starts after it). Hand the
+   stored snapshot back with ``RaftNode.compact(snapshot.index, data)`` so
+   the node can send it on if it leads.
 2. Make ``entries`` and ``hard_state`` durable. The stored log is first cut
    at ``entries[0].index`` (everything from there on is dropped), then the
    entries are appended. ``hard_state`` replaces the stored one.
 3. ``messages`` may be sent at any time, even before step 2 (thesis §10.2.1:
    a leader may write its log in parallel with replicating it).
-4. ``messages_after_persist`` only once step 2 is durable: vote grants and
-   append acknowledgements promise durable state (thesis §3.8).
+4. ``messages_after_persist`` only once steps 1 and 2 are done: vote
+   grants and append and snapshot-chunk acknowledgements promise what was
+   written (thesis §3.8).
 5. Apply ``committed_entries`` in order. They are already durable locally.
 6. Serve ``reads`` once step 5 is done: each was confirmed by a quorum
    heartbeat round and its read index is at or below the last entry of
@@ -29,7 +37,7 @@ from collections.abc import Hashable
 
 import attrs
 
-from graft.raft.messages import Entry, HardState, Message, NodeId, Snapshot
+from graft.raft.messages import Entry, HardState, Message, NodeId, SnapshotMeta
 
 
 class Role(enum.Enum):
@@ -50,6 +58,16 @@ class Fact:
 
 
 @attrs.frozen(kw_only=True)
+class SnapshotChunk:
+    """Bytes of a snapshot arriving from the leader: ``data`` goes at
+    ``offset`` of the snapshot ``meta`` describes."""
+
+    meta: SnapshotMeta
+    offset: int
+    data: bytes
+
+
+@attrs.frozen(kw_only=True)
 class ReadState:
     """A read that is safe to serve: the state machine has applied at
     least ``index``, the commit index when the read arrived."""
@@ -64,8 +82,10 @@ class Ready:
 
     #: The new hard state, or None when it did not change.
     hard_state: HardState | None = None
-    #: A snapshot received from the leader, to persist and restore first.
-    snapshot: Snapshot | None = None
+    #: Pieces of a snapshot arriving from the leader, to write in order.
+    snapshot_chunks: tuple[SnapshotChunk, ...] = ()
+    #: The snapshot received from the leader is complete: install it first.
+    snapshot: SnapshotMeta | None = None
     #: Entries to persist; the stored log is cut at ``entries[0].index``.
     entries: tuple[Entry, ...] = ()
     #: Messages to send now.
@@ -89,6 +109,7 @@ class Ready:
         return not (
             self.hard_state
             or self.snapshot
+            or self.snapshot_chunks
             or self.entries
             or self.messages
             or self.messages_after_persist

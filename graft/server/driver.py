@@ -29,7 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from graft.kv import ApplyResult, KVStore, chunks_of
+from graft.kv import ApplyResult, KVStore
 from graft.raft import (
     Configuration,
     Entry,
@@ -44,6 +44,7 @@ from graft.raft import (
     RaftNode,
     Ready,
     Role,
+    SnapshotChunk,
     SnapshotMeta,
 )
 from graft.raft.messages import Message, NodeId, SnapshotData
@@ -52,6 +53,7 @@ from graft.server.snapshots import (
     RunInThread,
     SnapshotInProgress,
     StoredSnapshot,
+    commit_writer,
     data_chunks,
     load_newest_snapshot,
     thread_runner,
@@ -152,6 +154,8 @@ class RaftDriver:
         self._compaction_due: StoredSnapshot | None = None
         #: Snapshot writes (taken or received) go to the store one at a time.
         self._snapshot_store_lock = DeferredLock()
+        #: The writer of the snapshot arriving from the leader, if any.
+        self._receiving_snapshot: Any = None
         #: Entries replayed from the log at start-up (after the snapshot).
         self.replayed_entries = 0
         #: Why the node stopped acknowledging writes, or None while healthy.
@@ -381,7 +385,10 @@ class RaftDriver:
         for m in ready.messages:
             self.transport.send(m)
         try:
-            # 1. A snapshot from the leader, before the entries after it.
+            # 1. A snapshot from the leader, streamed to its file as it
+            # arrives, installed once complete, before the entries after it.
+            if ready.snapshot_chunks:
+                await self._write_snapshot_chunks(ready.snapshot_chunks)
             if ready.snapshot is not None:
                 await self._install_snapshot(ready)
             # 2. Entries and hard state, durable before anything promises them.
@@ -413,23 +420,41 @@ class RaftDriver:
             self._fail_overwritten_writes()
         self._maybe_compact()
 
-    async def _install_snapshot(self, ready: Ready) -> None:
-        """A snapshot from the leader (§7): write it to the store and parse
-        it on a worker thread, then, on the reactor, cut the log and swap
-        the state machine's contents in one step.
-
-        The core hands over the snapshot's bytes assembled in memory as the
-        chunks arrived; once stored, the core is given the mapped file
-        instead (after ``advance``, by the compaction below), so the bytes
-        are freed."""
-        snapshot = ready.snapshot
-        assert snapshot is not None
-        meta = snapshot.meta
+    async def _write_snapshot_chunks(self, chunks: Sequence[SnapshotChunk]) -> None:
+        """Write pieces of a snapshot arriving from the leader into the
+        store's writer, on a worker thread; the core acknowledges them only
+        after this, and never holds the whole snapshot (bounded memory)."""
         await self._snapshot_store_lock.acquire()
         try:
-            _, data = await self._run_in_thread(
-                write_snapshot, self.snapshots, meta, chunks_of(snapshot.data)
-            )
+            await self._run_in_thread(self._write_chunks_blocking, chunks)
+        except (StorageCorruption, OSError, ValueError) as e:
+            raise StorageFailed(f"could not write the snapshot from the leader: {e}") from e
+        finally:
+            self._snapshot_store_lock.release()
+
+    def _write_chunks_blocking(self, chunks: Sequence[SnapshotChunk]) -> None:
+        for chunk in chunks:
+            writer = self._receiving_snapshot
+            if chunk.offset == 0 or writer is None or writer.meta != chunk.meta:
+                if writer is not None:
+                    writer.abort()  # a newer transfer replaces a partial one
+                writer = self._receiving_snapshot = self.snapshots.writer(chunk.meta)
+            writer.write(chunk.offset, chunk.data)
+
+    async def _install_snapshot(self, ready: Ready) -> None:
+        """A snapshot from the leader is complete (§7): make its file
+        durable and parse it on a worker thread, then, on the reactor, cut
+        the log and swap the state machine's contents in one step. The
+        core gets the stored file back (after ``advance``, by the
+        compaction below) to send on if it leads."""
+        meta = ready.snapshot
+        assert meta is not None
+        await self._snapshot_store_lock.acquire()
+        try:
+            writer, self._receiving_snapshot = self._receiving_snapshot, None
+            if writer is None or writer.meta != meta:
+                raise StorageFailed(f"snapshot {meta.index} complete, but it was not received")
+            _, data = await self._run_in_thread(commit_writer, self.snapshots, writer)
             restored: KVStore = await self._run_in_thread(KVStore.from_snapshot, data_chunks(data))
         except StorageCorruption as e:
             raise StorageFailed(f"could not store the snapshot from the leader: {e}") from e

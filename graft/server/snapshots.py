@@ -145,8 +145,14 @@ def write_snapshot(store: SnapshotStore, meta: SnapshotMeta, chunks: Iterable[by
     except BaseException:
         writer.abort()
         raise
+    return commit_writer(store, writer)
+
+
+def commit_writer(store: SnapshotStore, writer: Any) -> Any:
+    """Make the snapshot ``writer`` holds durable and the newest; return
+    the stored ``(meta, data)``. Blocking: call it on a worker thread."""
     writer.commit()
-    name = snapshot_name(meta)
+    name = snapshot_name(writer.meta)
     open_file = getattr(store, "open", None)
     if open_file is not None:
         # Just written with its checksum: no need to read it all back.

@@ -43,11 +43,19 @@ class Disk:
         self.snapshot = snapshot
         self.snapshot_data: bytes | None = None
         self.entries: list[Entry] = []
+        #: A snapshot arriving from the leader, as written so far.
+        self.receiving = bytearray()
 
     def persist(self, ready: Ready) -> None:
+        for chunk in ready.snapshot_chunks:
+            if chunk.offset == 0:
+                self.receiving = bytearray()
+            assert chunk.offset == len(self.receiving), "chunks are handed out in order"
+            self.receiving += chunk.data
         if ready.snapshot is not None:
-            self.snapshot = ready.snapshot.meta
-            self.snapshot_data = ready.snapshot.data
+            self.snapshot = ready.snapshot
+            self.snapshot_data = bytes(self.receiving)
+            self.receiving = bytearray()
             self.entries = []
         if ready.entries:
             first = ready.entries[0].index
@@ -159,12 +167,17 @@ class Cluster:
         self.sent.extend(ready.messages)
         self.sent.extend(ready.messages_after_persist)
         if ready.snapshot is not None:
-            self.snapshots_installed[node_id].append(ready.snapshot)
+            data = self.disks[node_id].snapshot_data
+            assert data is not None
+            self.snapshots_installed[node_id].append(Snapshot(meta=ready.snapshot, data=data))
         self.applied[node_id].extend(ready.committed_entries)
         self.reads[node_id].extend(ready.reads)
         self.failed_reads[node_id].extend(ready.failed_reads)
         self.facts.extend((node_id, f.name, f.detail) for f in ready.facts)
         node.advance(ready)
+        if ready.snapshot is not None:
+            # Hand the stored snapshot back, so the node can send it on.
+            node.compact(ready.snapshot.index, self.disks[node_id].snapshot_data or b"")
         return True
 
     def deliver(self, limit: int = 100_000) -> int:

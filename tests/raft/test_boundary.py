@@ -98,7 +98,7 @@ EXPORTS = {
     ],
     "graft.raft.node": ["PersistentState", "RaftNode"],
     "graft.raft.progress": ["Progress", "ProgressState"],
-    "graft.raft.ready": ["Fact", "ReadState", "Ready", "Role"],
+    "graft.raft.ready": ["Fact", "ReadState", "Ready", "Role", "SnapshotChunk"],
 }
 
 

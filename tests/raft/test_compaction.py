@@ -14,7 +14,7 @@ from graft.raft import (
     Snapshot,
     SnapshotMeta,
 )
-from tests.raft.harness import Cluster, configuration, drain, log_of_terms
+from tests.raft.harness import Cluster, configuration, drain, log_of_terms, make_node
 
 DATA = bytes(range(50))
 
@@ -203,3 +203,50 @@ def test_restarted_cluster_node_applies_only_entries_after_its_snapshot():
 
     assert [e.index for e in cluster.applied[2]] == [5, 6, 7]
     assert cluster.nodes[2].snapshot_meta.index == 4
+
+
+def test_snapshot_chunks_stream_out_and_are_acknowledged_once_written():
+    """§7 with bounded memory: each chunk leaves the core in the Ready that
+    received it, to be written by the driver, and is acknowledged only
+    after that Ready is done; the core never gathers the bytes."""
+    meta = SnapshotMeta(index=5, term=1, configuration=configuration((1, 2, 3)))
+    node = make_node(2)
+
+    def chunk(offset: int, data: bytes, done: bool) -> InstallSnapshot:
+        return InstallSnapshot(
+            source=1, target=2, term=1, meta=meta, offset=offset, data=data, done=done
+        )
+
+    node.step(chunk(0, b"abc", False))
+    first = drain(node)
+    node.step(chunk(3, b"def", True))
+    last = drain(node)
+
+    assert [(c.offset, c.data) for c in first.snapshot_chunks] == [(0, b"abc")]
+    assert first.snapshot is None
+    assert [m.next_offset for m in first.messages_after_persist] == [3]
+    assert [(c.offset, c.data) for c in last.snapshot_chunks] == [(3, b"def")]
+    assert last.snapshot == meta
+    (done,) = last.messages_after_persist
+    assert done.done and done.match_index == 5
+    assert node.commit_index == 5 and node.last_index == 5
+
+
+def test_a_chunk_out_of_order_is_not_written_and_names_the_offset_due():
+    """§7: a chunk at the wrong offset (a lost or repeated one) is not
+    handed out; the reply names the offset the follower expects."""
+    meta = SnapshotMeta(index=5, term=1, configuration=configuration((1, 2, 3)))
+    node = make_node(2)
+    node.step(
+        InstallSnapshot(source=1, target=2, term=1, meta=meta, offset=0, data=b"abc", done=False)
+    )
+    drain(node)
+
+    node.step(
+        InstallSnapshot(source=1, target=2, term=1, meta=meta, offset=6, data=b"ghi", done=True)
+    )
+    ready = drain(node)
+
+    assert ready.snapshot_chunks == ()
+    assert ready.snapshot is None
+    assert [m.next_offset for m in ready.messages] == [3]

@@ -40,6 +40,8 @@ class Disk:
 
     def __init__(self, initial: PersistentState) -> None:
         self.hard_state: HardState = initial.hard_state
+        #: A snapshot arriving from the leader, as written so far.
+        self.receiving = bytearray()
         self.snapshot: SnapshotMeta = initial.snapshot
         self.snapshot_data: bytes | None = (
             None if initial.snapshot_data is None else bytes(initial.snapshot_data[:])
@@ -74,8 +76,14 @@ class Disk:
         ready = self.pending
         assert ready is not None
         self.pending = None
+        for chunk in ready.snapshot_chunks:
+            if chunk.offset == 0:
+                self.receiving = bytearray()
+            assert chunk.offset == len(self.receiving), "the core hands chunks out in order"
+            self.receiving += chunk.data
         if ready.snapshot is not None:
-            self._install_snapshot(ready.snapshot.meta, ready.snapshot.data)
+            self._install_snapshot(ready.snapshot, bytes(self.receiving))
+            self.receiving = bytearray()
         if ready.entries:
             self._append(ready.entries)
         if ready.hard_state is not None:
@@ -95,6 +103,9 @@ class Disk:
         """Lose the write in flight, or tear it; says which."""
         ready = self.pending
         self.pending = None
+        # A snapshot half received is of no use: the restarted core asks
+        # for it from offset 0.
+        self.receiving = bytearray()
         if ready is None:
             return "nothing pending"
         same_vote = ready.hard_state is None or (

@@ -418,7 +418,8 @@ class World:
             prev_term = raft.term_at(first - 1) if first > 1 else 0
             self.checker.observe_entries(node.node_id, ready.entries, prev_term)
         self._send(ready.messages)
-        if ready.snapshot is None and not ready.entries and ready.hard_state is None:
+        nothing_to_write = not (ready.snapshot_chunks or ready.entries or ready.hard_state)
+        if ready.snapshot is None and nothing_to_write:
             node.in_flight = ready
             self._finish(node, ready)
             return
@@ -437,8 +438,9 @@ class World:
         assert raft is not None
         self._send(ready.messages_after_persist)
         if ready.snapshot is not None:
-            meta = ready.snapshot.meta
-            node.sm = KVStateMachine.restore(ready.snapshot.data)
+            meta = ready.snapshot
+            assert node.disk.snapshot == meta and node.disk.snapshot_data is not None
+            node.sm = KVStateMachine.restore(node.disk.snapshot_data)
             self.trace(f"n{node.node_id} restored snapshot {meta.index}/{meta.term}")
             if node.sm.applied_index != meta.index:
                 raise Violation(
@@ -464,6 +466,11 @@ class World:
             clients.fail_read(request_id)
         raft.advance(ready)
         node.in_flight = None
+        if ready.snapshot is not None:
+            # The Ready contract: hand the stored snapshot back to the core.
+            data = node.disk.snapshot_data
+            assert data is not None
+            raft.compact(ready.snapshot.index, data)
 
     def compact(self, node: SimNode) -> None:
         """Snapshot ``node``'s state machine and compact its log to it."""
