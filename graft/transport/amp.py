@@ -69,7 +69,6 @@ from twisted.internet.defer import (
     DeferredList,
     TimeoutError,
     maybeDeferred,
-    succeed,
 )
 from twisted.internet.endpoints import (
     HostnameEndpoint,
@@ -84,18 +83,11 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer  # type: ignore[import-untyped]
 
-from graft.raft.messages import Heartbeat, HeartbeatResponse, Message, NodeId
+from graft.raft.messages import NodeId
 from graft.transport._admission import refusal, token_matches
-from graft.transport._outbox import Outbox, OutboxLimits
-from graft.transport.codec import (
-    DEFAULT_LIMITS,
-    CodecError,
-    CodecLimits,
-    decode,
-    encode_batch,
-    encode_message,
-)
-from graft.transport.http import PeerStats, describe_membership_mismatch
+from graft.transport._outbox import OutboxLimits
+from graft.transport._peers import Peer, PeerTransport
+from graft.transport.codec import DEFAULT_LIMITS, CodecError, CodecLimits, decode
 from graft.transport.interfaces import ITransport, ReactorTime, Receive
 
 __all__ = [
@@ -412,16 +404,7 @@ class AMPTransportSettings:
 
 
 @attrs.define(eq=False)
-class _Peer:
-    node_id: NodeId
-    address: str
-    outbox: Outbox
-    stats: PeerStats = attrs.field(factory=PeerStats)
-    #: False after a failure, so the first one warns and the rest (while
-    #: the peer stays down) log at debug.
-    reachable: bool = True
-    #: Likewise for queue overflow.
-    overflowing: bool = False
+class _Peer(Peer):
     #: The open connection, past its ``Hello``.
     connection: _ClientConnection | None = None
     #: An attempt in progress (connect, then ``Hello``).
@@ -433,7 +416,7 @@ class _Peer:
 
 
 @implementer(ITransport)
-class AMPTransport:
+class AMPTransport(PeerTransport[_Peer, _ClientConnection]):
     """Sends this node's messages to peers over AMP and serves the AMP
     factory on which peers send theirs.
 
@@ -448,6 +431,9 @@ class AMPTransport:
     """
 
     log = Logger()
+    settings: AMPTransportSettings
+    _peer_type = _Peer
+    _request_word = "call"
 
     def __init__(
         self,
@@ -463,23 +449,8 @@ class AMPTransport:
         endpoint_for: Callable[[str], tuple[str, int]] = amp_endpoint_for,
         listen: IStreamServerEndpoint | str | None = None,
     ) -> None:
-        assert node_id >= 1, node_id
-        self.node_id = node_id
-        self.cluster_id = cluster_id
-        #: The membership the cluster id was derived from; told to a peer
-        #: of another cluster so it can say what its own list lacks.
-        self.initial_members = dict(initial_members or {})
-        #: Set once a peer refused us for belonging to another cluster.
-        self.membership_mismatch: str | None = None
+        super().__init__(reactor, node_id, cluster_id, cluster_token, receive, initial_members)
         self.settings = settings if settings is not None else AMPTransportSettings()
-        self.received_messages = 0
-        self.refused_requests = 0
-        self._reactor = reactor
-        self._twisted_reactor: Any = reactor
-        self._token = (
-            cluster_token.encode("utf-8") if isinstance(cluster_token, str) else cluster_token
-        )
-        self._receive = receive
         self._endpoint_for = endpoint_for
         self._listen = listen
         self._port: Any = None  # an IListeningPort
@@ -488,15 +459,8 @@ class AMPTransport:
         self._box_bytes_max = self.settings.codec.body_bytes_max + 64 * chunks + 4096
         self._server_factory = _ServerFactory(self)
         self._client_factory = _ClientFactory(self)
-        self._peers: dict[NodeId, _Peer] = {}
-        self._running = False
-        self._flush_call: Any = None  # an IDelayedCall
-        self._dirty: dict[NodeId, None] = {}
-        self._calls: set[Deferred[None]] = set()
         self._inbound: set[_ServerConnection] = set()
         self._outbound: set[_ClientConnection] = set()
-        self._idle_waiters: list[Deferred[None]] = []
-        self._refusals_logged: set[str] = set()
         self.set_peers(peers or {})
 
     # --- ITransport -------------------------------------------------------
@@ -516,18 +480,7 @@ class AMPTransport:
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
-        self._running = False
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
-        self._dirty.clear()
-        calls = list(self._calls)
-        for d in calls:
-            d.cancel()
-        for peer in self._peers.values():
-            self._disconnect(peer)
-        if calls:
-            await DeferredList(calls, consumeErrors=True)
+        await self._stop_sending()
         if self._port is not None:
             port, self._port = self._port, None
             await maybeDeferred(port.stopListening)
@@ -538,57 +491,15 @@ class AMPTransport:
             await DeferredList([c.closed for c in connections], consumeErrors=True)
         self._maybe_notify_idle()
 
-    def send(self, message: Message) -> None:
-        peer = self._peers.get(message.target)
-        if not self._running or peer is None:
-            self.log.debug(
-                "dropped {kind} to {target}: transport stopped or not a peer",
-                kind=type(message).__name__,
-                target=message.target,
-            )
-            return
-        assert message.source == self.node_id, f"{message} is not from {self.node_id}"
-        try:
-            packed = encode_message(message)
-        except Exception:  # a bug in the core or codec: say so, don't raise into the core
-            self.log.failure("could not encode {kind}", kind=type(message).__name__)
-            return
-        dropped = peer.outbox.push(
-            packed, droppable=isinstance(message, Heartbeat | HeartbeatResponse)
-        )
-        if dropped:
-            peer.stats.messages_dropped += dropped
-            if not peer.overflowing:
-                peer.overflowing = True
-                self.log.warn(
-                    "queue to peer {peer_id} is full ({queued} messages, {in_flight} calls "
-                    "in flight): dropping the oldest messages",
-                    peer_id=peer.node_id,
-                    queued=len(peer.outbox),
-                    in_flight=peer.outbox.in_flight,
-                )
-        self._dirty[peer.node_id] = None
-        if self._flush_call is None:
-            self._flush_call = self._reactor.callLater(0, self._flush)
+    def _forget(self, peer: _Peer) -> None:
+        super()._forget(peer)
+        self._drop_connection(peer)
 
-    def set_peers(self, peers: Mapping[NodeId, str]) -> None:
-        wanted = {i: a for i, a in peers.items() if i != self.node_id}
-        for node_id in list(self._peers):
-            if node_id not in wanted:
-                self._disconnect(self._peers.pop(node_id))
-        for node_id, address in wanted.items():
-            peer = self._peers.get(node_id)
-            if peer is None:
-                self._peers[node_id] = _Peer(
-                    node_id=node_id, address=address, outbox=Outbox(self.settings.outbox)
-                )
-            elif peer.address != address:
-                # Moved: reconnect to the new address; queued messages wait.
-                peer.address = address
-                self._drop_connection(peer)
-                peer.backoff = 0.0
-                self._pump(peer)
-        self._maybe_notify_idle()
+    def _moved(self, peer: _Peer) -> None:
+        # Reconnect to the new address; queued messages wait.
+        self._drop_connection(peer)
+        peer.backoff = 0.0
+        self._pump(peer)
 
     # --- Introspection ----------------------------------------------------
 
@@ -605,47 +516,12 @@ class AMPTransport:
         or ``None``."""
         return self._port
 
-    def flushed(self) -> Deferred[None]:
-        """Fires once nothing is queued or in flight (at once if so now):
-        for graceful shutdown and for tests that must not sleep."""
-        if self._idle():
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._idle_waiters.append(d)
-        return d
-
-    def _idle(self) -> bool:
-        return (
-            self._flush_call is None
-            and not self._calls
-            and not any(len(p.outbox) for p in self._peers.values())
-        )
-
-    def _maybe_notify_idle(self) -> None:
-        if self._idle_waiters and self._idle():
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for d in waiters:
-                d.callback(None)
-
-    @property
-    def peers(self) -> Mapping[NodeId, str]:
-        """The current address book (a copy)."""
-        return {i: p.address for i, p in self._peers.items()}
-
-    def peer_stats(self, node_id: NodeId) -> PeerStats | None:
-        """Counters for a current peer (for metrics), or ``None``."""
-        peer = self._peers.get(node_id)
-        return None if peer is None else peer.stats
-
     def peer_connected(self, node_id: NodeId) -> bool:
         """Whether a connection to ``node_id`` is open (past its Hello)."""
         peer = self._peers.get(node_id)
         return peer is not None and peer.connection is not None
 
     # --- Client side: connections -------------------------------------------
-
-    def _current(self, peer: _Peer) -> bool:
-        return self._running and self._peers.get(peer.node_id) is peer
 
     def _connect(self, peer: _Peer) -> None:
         """Start an attempt unless connected, connecting or waiting to."""
@@ -763,11 +639,6 @@ class AMPTransport:
         if self._current(peer):
             self._connect(peer)
 
-    def _disconnect(self, peer: _Peer) -> None:
-        """Forget ``peer``'s queue and connection (on stop, on removal)."""
-        peer.stats.messages_dropped += peer.outbox.clear()
-        self._drop_connection(peer)
-
     def _drop_connection(self, peer: _Peer) -> None:
         """Close ``peer``'s connection and abandon attempts to open one."""
         if peer.retry is not None:
@@ -784,116 +655,29 @@ class AMPTransport:
 
     # --- Client side: calls -------------------------------------------------
 
-    def _flush(self) -> None:
-        self._flush_call = None
-        dirty, self._dirty = self._dirty, {}
-        for node_id in dirty:
-            peer = self._peers.get(node_id)
-            if peer is not None:
-                self._pump(peer)
-        self._maybe_notify_idle()
-
-    def _pump(self, peer: _Peer) -> None:
-        """Start calls to ``peer`` while its outbox allows, or connect."""
-        if not self._current(peer):
-            return
+    def _link(self, peer: _Peer) -> _ClientConnection | None:
         connection = peer.connection
-        if connection is None:
-            if len(peer.outbox):
-                self._connect(peer)  # the queue waits for the attempt
-            return
-        while (batch := peer.outbox.take_batch()) is not None:
-            body = encode_batch(batch, cluster_id=self.cluster_id, sender=self.node_id)
-            stats = peer.stats
-            stats.requests_sent += 1
-            stats.messages_sent += len(batch)
-            stats.in_flight_max_seen = max(stats.in_flight_max_seen, peer.outbox.in_flight)
-            d: Deferred[None] = maybeDeferred(connection.callRemote, Deliver, body=body)
-            d.addTimeout(self.settings.request_timeout_seconds, self._twisted_reactor)
-            d.addCallbacks(
-                self._delivered,
-                self._failed,
-                callbackArgs=(peer, len(batch)),
-                errbackArgs=(peer, connection, len(batch)),
-            )
-            self._calls.add(d)
-            d.addBoth(self._finished, peer, d)
+        if connection is None and len(peer.outbox):
+            self._connect(peer)  # the queue waits for the attempt
+        return connection
 
-    def _delivered(self, _: object, peer: _Peer, count: int) -> None:
-        if not peer.reachable:
-            peer.reachable = True
-            self.log.info(
-                "peer {peer_id} at {address} is reachable again",
-                peer_id=peer.node_id,
-                address=peer.address,
-            )
-        peer.overflowing = False
-        self.log.debug("sent {count} messages to peer {peer_id}", count=count, peer_id=peer.node_id)
+    def _post(self, peer: _Peer, connection: _ClientConnection, body: bytes) -> Deferred[None]:
+        return maybeDeferred(connection.callRemote, Deliver, body=body)
 
-    def _failed(self, failure: Any, peer: _Peer, connection: _ClientConnection, count: int) -> None:
-        peer.stats.requests_failed += 1
-        peer.stats.messages_dropped += count
-        if (failure.check(CancelledError) and not self._running) or connection.abandoned:
-            return  # abandoned by stop(), or the peer was removed or moved
+    def _refusal(self, failure: Any) -> tuple[str, object] | None:
         if failure.check(Refused, Malformed):
-            if failure.check(Refused) and self._note_membership_mismatch(peer, failure.value):
-                return
-            # The peer answered and refused: a configuration problem (or a
-            # bug) worth an operator's attention every time.
-            self.log.warn(
-                "peer {peer_id} at {address} refused {count} messages: {error}",
-                peer_id=peer.node_id,
-                address=peer.address,
-                count=count,
-                error=failure.value.error,
-            )
-            return
-        reason = _reason(failure)
-        if failure.check(TimeoutError, CancelledError):
-            reason = f"no answer within {self.settings.request_timeout_seconds}s"
-            connection.abort()  # the link is stuck: reconnect
-        self._unreachable(peer, reason, count)
+            body = failure.value.body if failure.check(Refused) else None
+            return failure.value.error, body
+        return None
 
-    def _unreachable(self, peer: _Peer, reason: str, count: int) -> None:
-        if peer.reachable:
-            peer.reachable = False
-            self.log.warn(
-                "peer {peer_id} at {address} unreachable ({reason}); dropping messages to it",
-                peer_id=peer.node_id,
-                address=peer.address,
-                reason=reason,
-            )
-        else:
-            self.log.debug(
-                "dropped {count} messages to unreachable peer {peer_id}: {reason}",
-                count=count,
-                peer_id=peer.node_id,
-                reason=reason,
-            )
+    def _failure_reason(self, failure: Any) -> str:
+        return _reason(failure)
 
-    def _finished(self, _: object, peer: _Peer, d: Deferred[None]) -> None:
-        self._calls.discard(d)
-        peer.outbox.finished()
-        self._pump(peer)
-        self._maybe_notify_idle()
+    def _abandoned(self, connection: _ClientConnection) -> bool:
+        return connection.abandoned  # the peer was removed or moved
 
-    def _note_membership_mismatch(self, peer: _Peer, refused: Refused) -> bool:
-        """If ``peer`` refused us for another cluster and said its initial
-        members, log once which members the two lists disagree on."""
-        members = refused.body.get("initial_members")
-        if not isinstance(members, list):
-            return False
-        theirs: dict[int, str] = {}
-        for member in members:
-            if isinstance(member, dict) and isinstance(member.get("id"), int):
-                theirs[member["id"]] = str(member.get("address", ""))
-        mismatch = describe_membership_mismatch(
-            self.node_id, self.initial_members, peer.node_id, theirs
-        )
-        if mismatch != self.membership_mismatch:
-            self.membership_mismatch = mismatch
-            self.log.error("{mismatch}", mismatch=mismatch)
-        return True
+    def _stuck(self, connection: _ClientConnection) -> None:
+        connection.abort()  # the link is stuck: reconnect
 
     # --- Server side --------------------------------------------------------
 
@@ -930,36 +714,12 @@ class AMPTransport:
         reason = refusal(envelope, cluster_id=self.cluster_id, peers=self._peers)
         if reason is not None:
             raise self._refuse(connection, reason)
-        for message in envelope.messages:
-            self.received_messages += 1
-            try:
-                self._receive(message)
-            except Exception:
-                self.log.failure(
-                    "receive callback failed on {kind} from {sender}",
-                    kind=type(message).__name__,
-                    sender=envelope.sender,
-                )
+        self._hand_over(envelope)
         return {}
 
     def _refuse(self, connection: _ServerConnection, reason: str) -> Refused:
-        self.refused_requests += 1
-        # A misconfigured peer retries every heartbeat: warn once per
-        # distinct reason, then debug, so the log stays readable.
-        level = self.log.debug if reason in self._refusals_logged else self.log.warn
-        if len(self._refusals_logged) >= 1000:
-            self._refusals_logged.clear()
-        self._refusals_logged.add(reason)
-        level(
-            "refused a peer call from {client}: {reason}",
-            client=connection.client(),
-            reason=reason,
-        )
-        if reason.startswith("cluster id mismatch") and self.initial_members:
-            members = [
-                {"id": node_id, "address": address}
-                for node_id, address in sorted(self.initial_members.items())
-            ]
+        members = self._log_refusal(connection.client(), reason)
+        if members is not None:
             refused = Refused.of(reason, initial_members=members)
             if len(refused.description.encode("utf-8")) <= amp.MAX_VALUE_LENGTH:
                 return refused

@@ -26,19 +26,13 @@ treq and graft.raft / graft.transport; never graft.server, storage or kv.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 from klein import Klein
 from treq.client import HTTPClient
-from twisted.internet.defer import (
-    CancelledError,
-    Deferred,
-    DeferredList,
-    TimeoutError,
-    succeed,
-)
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgent, IBodyProducer
@@ -46,17 +40,14 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request
 from zope.interface import implementer  # type: ignore[import-untyped]
 
-from graft.raft.messages import Heartbeat, HeartbeatResponse, Message, NodeId
+from graft.raft.messages import NodeId
 from graft.transport._admission import refusal, token_matches
-from graft.transport._outbox import Outbox, OutboxLimits
-from graft.transport.codec import (
-    DEFAULT_LIMITS,
-    CodecError,
-    CodecLimits,
-    decode,
-    encode_batch,
-    encode_message,
-)
+from graft.transport._outbox import OutboxLimits
+from graft.transport._peers import Peer, PeerStats, PeerTransport
+
+# Re-exported: it lived here before the peer machinery moved to _peers.
+from graft.transport._peers import describe_membership_mismatch as describe_membership_mismatch
+from graft.transport.codec import DEFAULT_LIMITS, CodecError, CodecLimits, decode
 from graft.transport.interfaces import ITransport, ReactorTime, Receive
 
 __all__ = [
@@ -90,34 +81,6 @@ class HTTPTransportSettings:
     outbox: OutboxLimits = OutboxLimits()
     #: Bounds on inbound bodies; ``body_bytes_max`` also gives 413.
     codec: CodecLimits = DEFAULT_LIMITS
-
-
-@attrs.define
-class PeerStats:
-    """Counters for one peer, for logs and metrics."""
-
-    messages_sent: int = 0
-    requests_sent: int = 0
-    requests_failed: int = 0
-    messages_dropped: int = 0
-    in_flight_max_seen: int = 0
-
-
-@attrs.define(eq=False)
-class _Peer:
-    node_id: NodeId
-    address: str
-    outbox: Outbox
-    stats: PeerStats = attrs.field(factory=PeerStats)
-    #: False after a failed request, so the first failure warns and the
-    #: rest (while it stays down) log at debug.
-    reachable: bool = True
-    #: Likewise for queue overflow.
-    overflowing: bool = False
-
-    @property
-    def url(self) -> str:
-        return self.address.rstrip("/") + MESSAGES_PATH
 
 
 @implementer(IBodyProducer)
@@ -156,7 +119,7 @@ class _RequestFailed(Exception):
 
 
 @implementer(ITransport)
-class HTTPTransport:
+class HTTPTransport(PeerTransport[Peer, str]):
     """Sends this node's messages to peers over HTTP and serves the route
     on which peers send theirs.
 
@@ -167,6 +130,9 @@ class HTTPTransport:
     """
 
     log = Logger()
+    settings: HTTPTransportSettings
+    _peer_type = Peer
+    _request_word = "request"
 
     def __init__(
         self,
@@ -181,26 +147,8 @@ class HTTPTransport:
         settings: HTTPTransportSettings | None = None,
         initial_members: Mapping[NodeId, str] | None = None,
     ) -> None:
-        assert node_id >= 1, node_id
-        self.node_id = node_id
-        self.cluster_id = cluster_id
-        #: The membership the cluster id was derived from; told to a peer
-        #: of another cluster so it can say what its own list lacks.
-        self.initial_members = dict(initial_members or {})
-        #: Set once a peer refused us for belonging to another cluster:
-        #: what differs, in words an operator can act on.
-        self.membership_mismatch: str | None = None
+        super().__init__(reactor, node_id, cluster_id, cluster_token, receive, initial_members)
         self.settings = settings if settings is not None else HTTPTransportSettings()
-        self.received_messages = 0
-        self.refused_requests = 0
-        # Twisted's APIs want zope interfaces, which mypy cannot match
-        # structurally without mypy-zope: keep an untyped alias for them.
-        self._reactor = reactor
-        self._twisted_reactor: Any = reactor
-        self._token = (
-            cluster_token.encode("utf-8") if isinstance(cluster_token, str) else cluster_token
-        )
-        self._receive = receive
         self._pool: HTTPConnectionPool | None = None
         if agent is None:
             self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
@@ -208,13 +156,6 @@ class HTTPTransport:
             agent = Agent(reactor, pool=self._pool)  # type: ignore[no-untyped-call, assignment]
         producer: Any = _BytesProducer
         self._client = HTTPClient(agent, data_to_body_producer=producer)  # type: ignore[arg-type]
-        self._peers: dict[NodeId, _Peer] = {}
-        self._running = False
-        self._flush_call: Any = None  # an IDelayedCall
-        self._dirty: dict[NodeId, None] = {}
-        self._requests: set[Deferred[None]] = set()
-        self._idle_waiters: list[Deferred[None]] = []
-        self._refusals_logged: set[str] = set()
         self._app = self._build_app()
         self.set_peers(peers or {})
 
@@ -228,132 +169,22 @@ class HTTPTransport:
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
-        self._running = False
-        if self._flush_call is not None and self._flush_call.active():
-            self._flush_call.cancel()
-        self._flush_call = None
-        self._dirty.clear()
-        for peer in self._peers.values():
-            peer.stats.messages_dropped += peer.outbox.clear()
-        requests = list(self._requests)
-        for d in requests:
-            d.cancel()
-        if requests:
-            await DeferredList(requests, consumeErrors=True)
+        await self._stop_sending()
         if self._pool is not None:
             await self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
         self._maybe_notify_idle()
 
-    def send(self, message: Message) -> None:
-        peer = self._peers.get(message.target)
-        if not self._running or peer is None:
-            self.log.debug(
-                "dropped {kind} to {target}: transport stopped or not a peer",
-                kind=type(message).__name__,
-                target=message.target,
-            )
-            return
-        assert message.source == self.node_id, f"{message} is not from {self.node_id}"
-        try:
-            packed = encode_message(message)
-        except Exception:  # a bug in the core or codec: say so, don't raise into the core
-            self.log.failure("could not encode {kind}", kind=type(message).__name__)
-            return
-        dropped = peer.outbox.push(
-            packed, droppable=isinstance(message, Heartbeat | HeartbeatResponse)
-        )
-        if dropped:
-            peer.stats.messages_dropped += dropped
-            if not peer.overflowing:
-                peer.overflowing = True
-                self.log.warn(
-                    "queue to peer {peer_id} is full ({queued} messages, {in_flight} requests "
-                    "in flight): dropping the oldest messages",
-                    peer_id=peer.node_id,
-                    queued=len(peer.outbox),
-                    in_flight=peer.outbox.in_flight,
-                )
-        self._dirty[peer.node_id] = None
-        if self._flush_call is None:
-            self._flush_call = self._reactor.callLater(0, self._flush)
-
-    def set_peers(self, peers: Mapping[NodeId, str]) -> None:
-        wanted = {i: a for i, a in peers.items() if i != self.node_id}
-        for node_id in list(self._peers):
-            if node_id not in wanted:
-                peer = self._peers.pop(node_id)
-                peer.stats.messages_dropped += peer.outbox.clear()
-        for node_id, address in wanted.items():
-            peer_or_none = self._peers.get(node_id)
-            if peer_or_none is None:
-                self._peers[node_id] = _Peer(
-                    node_id=node_id, address=address, outbox=Outbox(self.settings.outbox)
-                )
-            else:
-                peer_or_none.address = address
-
-    # --- Introspection ----------------------------------------------------
-
-    def flushed(self) -> Deferred[None]:
-        """Fires once nothing is queued or in flight (at once if so now):
-        for graceful shutdown and for tests that must not sleep."""
-        if self._idle():
-            return succeed(None)
-        d: Deferred[None] = Deferred()
-        self._idle_waiters.append(d)
-        return d
-
-    def _idle(self) -> bool:
-        return (
-            self._flush_call is None
-            and not self._requests
-            and not any(len(p.outbox) for p in self._peers.values())
-        )
-
-    def _maybe_notify_idle(self) -> None:
-        if self._idle_waiters and self._idle():
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for d in waiters:
-                d.callback(None)
-
-    @property
-    def peers(self) -> Mapping[NodeId, str]:
-        """The current address book (a copy)."""
-        return {i: p.address for i, p in self._peers.items()}
-
-    def peer_stats(self, node_id: NodeId) -> PeerStats | None:
-        """Counters for a current peer (for metrics), or ``None``."""
-        peer = self._peers.get(node_id)
-        return None if peer is None else peer.stats
-
     # --- Client side --------------------------------------------------------
 
-    def _flush(self) -> None:
-        self._flush_call = None
-        dirty, self._dirty = self._dirty, {}
-        for node_id in dirty:
-            peer = self._peers.get(node_id)
-            if peer is not None:
-                self._pump(peer)
-        self._maybe_notify_idle()
+    def _link(self, peer: Peer) -> str:
+        return peer.address.rstrip("/") + MESSAGES_PATH
 
-    def _pump(self, peer: _Peer) -> None:
-        """Start requests for ``peer`` while its outbox allows."""
-        while self._running and (batch := peer.outbox.take_batch()) is not None:
-            body = encode_batch(batch, cluster_id=self.cluster_id, sender=self.node_id)
-            stats = peer.stats
-            stats.requests_sent += 1
-            stats.messages_sent += len(batch)
-            stats.in_flight_max_seen = max(stats.in_flight_max_seen, peer.outbox.in_flight)
-            d = Deferred.fromCoroutine(self._post(peer, body, len(batch)))
-            d.addTimeout(self.settings.request_timeout_seconds, self._twisted_reactor)
-            d.addErrback(self._failed, peer, len(batch))
-            self._requests.add(d)
-            d.addBoth(self._finished, peer, d)
+    def _post(self, peer: Peer, url: str, body: bytes) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._request(url, body))
 
-    async def _post(self, peer: _Peer, body: bytes, count: int) -> None:
+    async def _request(self, url: str, body: bytes) -> None:
         response = await self._client.post(
-            peer.url,
+            url,
             data=body,
             headers={  # type: ignore[arg-type]
                 "Content-Type": CONTENT_TYPE,
@@ -365,59 +196,12 @@ class HTTPTransport:
         content: bytes = await response.content()  # drain, so the connection is reused
         if response.code != 204:
             raise _RequestFailed(response.code, _error_text(content), _json_or_none(content))
-        if not peer.reachable:
-            peer.reachable = True
-            self.log.info(
-                "peer {peer_id} at {address} is reachable again",
-                peer_id=peer.node_id,
-                address=peer.address,
-            )
-        peer.overflowing = False
-        self.log.debug("sent {count} messages to peer {peer_id}", count=count, peer_id=peer.node_id)
 
-    def _failed(self, failure: Any, peer: _Peer, count: int) -> None:
-        peer.stats.requests_failed += 1
-        peer.stats.messages_dropped += count
-        if failure.check(CancelledError) and not self._running:
-            return  # abandoned by stop()
+    def _refusal(self, failure: Any) -> tuple[str, object] | None:
+        # A 503 is a peer shutting down, not refusing: it counts as down.
         if failure.check(_RequestFailed) and failure.value.status != 503:
-            if self._note_membership_mismatch(peer, failure.value.body):
-                return
-            # The peer answered and refused: a configuration problem worth
-            # an operator's attention every time (rare by nature).
-            self.log.warn(
-                "peer {peer_id} at {address} refused {count} messages: {error}",
-                peer_id=peer.node_id,
-                address=peer.address,
-                count=count,
-                error=str(failure.value),
-            )
-            return
-        reason = failure.getErrorMessage() or failure.type.__name__
-        if failure.check(TimeoutError, CancelledError):
-            reason = f"no answer within {self.settings.request_timeout_seconds}s"
-        if peer.reachable:
-            peer.reachable = False
-            self.log.warn(
-                "peer {peer_id} at {address} unreachable ({reason}); dropping messages to it",
-                peer_id=peer.node_id,
-                address=peer.address,
-                reason=reason,
-            )
-        else:
-            self.log.debug(
-                "dropped {count} messages to unreachable peer {peer_id}: {reason}",
-                count=count,
-                peer_id=peer.node_id,
-                reason=reason,
-            )
-
-    def _finished(self, _: object, peer: _Peer, d: Deferred[None]) -> None:
-        self._requests.discard(d)
-        peer.outbox.finished()
-        if self._running and self._peers.get(peer.node_id) is peer:
-            self._pump(peer)
-        self._maybe_notify_idle()
+            return str(failure.value), failure.value.body
+        return None
 
     # --- Server side --------------------------------------------------------
 
@@ -490,55 +274,14 @@ class HTTPTransport:
         reason = refusal(envelope, cluster_id=self.cluster_id, peers=self._peers)
         if reason is not None:
             return self._refuse(request, reason)
-        for message in envelope.messages:
-            self.received_messages += 1
-            try:
-                self._receive(message)
-            except Exception:
-                self.log.failure(
-                    "receive callback failed on {kind} from {sender}",
-                    kind=type(message).__name__,
-                    sender=envelope.sender,
-                )
+        self._hand_over(envelope)
         request.setResponseCode(204)
         return b""
 
-    def _note_membership_mismatch(self, peer: _Peer, body: object) -> bool:
-        """If ``peer`` refused us for another cluster and said its initial
-        members, log once which members the two lists disagree on."""
-        if not isinstance(body, dict) or not isinstance(body.get("initial_members"), list):
-            return False
-        theirs: dict[int, str] = {}
-        for member in body["initial_members"]:
-            if isinstance(member, dict) and isinstance(member.get("id"), int):
-                theirs[member["id"]] = str(member.get("address", ""))
-        mismatch = describe_membership_mismatch(
-            self.node_id, self.initial_members, peer.node_id, theirs
-        )
-        if mismatch != self.membership_mismatch:
-            self.membership_mismatch = mismatch
-            self.log.error("{mismatch}", mismatch=mismatch)
-        return True
-
     def _refuse(self, request: Request, reason: str) -> bytes:
-        self.refused_requests += 1
-        # A misconfigured peer retries every heartbeat: warn once per
-        # distinct reason, then debug, so the log stays readable.
-        level = self.log.debug if reason in self._refusals_logged else self.log.warn
-        if len(self._refusals_logged) >= 1000:
-            self._refusals_logged.clear()
-        self._refusals_logged.add(reason)
-        level(
-            "refused a peer request from {client}: {reason}",
-            client=str(request.getClientAddress()),  # type: ignore[no-untyped-call]
-            reason=reason,
-        )
-        extra: dict[str, object] = {}
-        if reason.startswith("cluster id mismatch") and self.initial_members:
-            extra["initial_members"] = [
-                {"id": node_id, "address": address}
-                for node_id, address in sorted(self.initial_members.items())
-            ]
+        client = str(request.getClientAddress())  # type: ignore[no-untyped-call]
+        members = self._log_refusal(client, reason)
+        extra = {} if members is None else {"initial_members": members}
         return _json_error(request, 403, reason, extra)
 
 
@@ -559,37 +302,6 @@ def _json_or_none(content: bytes) -> object:
         return json.loads(content)
     except ValueError:
         return None
-
-
-def describe_membership_mismatch(
-    node_id: NodeId, ours: Mapping[NodeId, str], peer_id: NodeId, theirs: Mapping[NodeId, str]
-) -> str:
-    """One line saying how two nodes' initial member lists differ."""
-
-    def listing(ids: Iterable[NodeId], members: Mapping[NodeId, str]) -> str:
-        return ", ".join(f"node {i} ({members[i]})" for i in sorted(ids))
-
-    parts = [
-        f"node {node_id} and peer {peer_id} were started with different initial members: "
-        f"ours are {sorted(ours)}, theirs are {sorted(theirs)}"
-    ]
-    lacks = set(theirs) - set(ours)
-    extra = set(ours) - set(theirs)
-    moved = sorted(i for i in set(ours) & set(theirs) if ours[i] != theirs[i])
-    if lacks:
-        parts.append(f"our list lacks {listing(lacks, theirs)}")
-    if extra:
-        parts.append(f"their list lacks {listing(extra, ours)}")
-    if moved:
-        parts.append(
-            "addresses differ for "
-            + ", ".join(f"node {i} (ours {ours[i]}, theirs {theirs[i]})" for i in moved)
-        )
-    parts.append(
-        "they refuse each other's messages; restart the node whose list is wrong "
-        "with the cluster's full member list"
-    )
-    return "; ".join(parts)
 
 
 def _error_text(content: bytes) -> str:

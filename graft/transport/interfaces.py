@@ -2,9 +2,11 @@
 
 A transport carries graft.raft messages between the nodes of one cluster.
 Implementations: :mod:`graft.transport.memory` (the in-memory twin, for
-tests) and :mod:`graft.transport.http` (Klein server routes plus a treq
-client). An AMP transport would implement the same interface with the same
-codec; the node driver would not change.
+tests), :mod:`graft.transport.http` (Klein server routes plus a treq
+client) and :mod:`graft.transport.amp` (AMP commands over one long-lived
+TCP connection per peer). HTTP and AMP send the same codec envelopes and
+share their per-peer queueing and bookkeeping
+(:mod:`graft.transport._peers`); the node driver sees only this interface.
 
 This module may import zope.interface, Twisted and graft.raft.
 """
