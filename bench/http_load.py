@@ -232,9 +232,10 @@ def http_json(
 class Cluster:
     """Three `graft node run` processes on loopback, each with its own data dir."""
 
-    def __init__(self, root: Path, log_level: str) -> None:
+    def __init__(self, root: Path, log_level: str, transport: str = "http") -> None:
         self.root = root
         self.log_level = log_level
+        self.transport = transport
         self.ports = dict(zip(NODE_IDS, free_ports(len(NODE_IDS)), strict=True))
         self.processes: dict[int, subprocess.Popen[bytes]] = {}
         self.logs: dict[int, Path] = {}
@@ -266,6 +267,8 @@ class Cluster:
                 json.dumps(peers),
                 "--log-level",
                 self.log_level,
+                "--transport",
+                self.transport,
             ]
             with open(log_path, "wb") as log:
                 self.processes[node_id] = subprocess.Popen(
@@ -476,6 +479,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--read-keys", type=int, default=1000, help="keys the reads cycle over")
     parser.add_argument("--log-level", default="info", help="the nodes' log level (default info)")
     parser.add_argument(
+        "--transport",
+        default="http",
+        choices=("http", "amp"),
+        help="the peer transport the nodes use (default http)",
+    )
+    parser.add_argument(
         "--py-spy", type=Path, metavar="DIR", help="record the leader with py-spy into DIR"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -493,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="graft-http-load-"))
     results: list[Result] = []
-    cluster = Cluster(root / "attempt-1", args.log_level)
+    cluster = Cluster(root / "attempt-1", args.log_level, args.transport)
     try:
         started = time.monotonic()
         for attempt in range(1, STARTS + 1):
@@ -511,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"{lines[0]} ({lines[-1].strip()}); starting again on other ports", flush=True
                 )
-                cluster = Cluster(root / f"attempt-{attempt + 1}", args.log_level)
+                cluster = Cluster(root / f"attempt-{attempt + 1}", args.log_level, args.transport)
         print(
             f"3-node cluster on {HOST} ports {sorted(cluster.ports.values())}, data in {root}; "
             f"leader: node {leader} ({cluster.url(leader)}) after "

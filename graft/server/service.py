@@ -38,7 +38,13 @@ from graft.server.driver import DurableLog, RaftDriver
 from graft.server.membership import MembershipRoutes, MembershipWatch
 from graft.server.settings import NodeSettings
 from graft.storage import DataDir, GroupCommitLog, open_data_dir
-from graft.transport import HTTPTransport, HTTPTransportSettings, Receive
+from graft.transport import (
+    AMPTransport,
+    HTTPTransport,
+    HTTPTransportSettings,
+    Receive,
+    amp_endpoint_for,
+)
 from graft.transport.http import MESSAGES_PATH
 
 __all__ = [
@@ -143,6 +149,7 @@ class NodeService(MultiService):
         site: Site | None,
         listener: Service | None,
         data_dir: DataDir | None = None,
+        peer_listener: Service | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.settings = settings
@@ -155,6 +162,10 @@ class NodeService(MultiService):
         self.driver_service = _DriverService(driver)
         self.driver_service.setServiceParent(self)  # type: ignore[no-untyped-call]
         self.listener = listener
+        # Peers first: a port in use for either is refused before clients come.
+        self.peer_listener = peer_listener
+        if peer_listener is not None:
+            peer_listener.setServiceParent(self)  # type: ignore[no-untyped-call]
         if listener is not None:
             listener.setServiceParent(self)  # type: ignore[no-untyped-call]
 
@@ -181,6 +192,26 @@ async def _maybe_await(result: object) -> None:
         await result
 
 
+def amp_listen_description(settings: NodeSettings) -> str:
+    """Where the AMP peer transport listens: its advertised address's port
+    plus AMP_PORT_OFFSET (what peers dial, graft.transport.amp), on the
+    interface the client API listens on."""
+    _, port = amp_endpoint_for(settings.advertise)
+    interface = ""
+    for part in settings.listen.split(":")[1:]:
+        if part.startswith("interface="):
+            interface = ":" + part
+    return f"tcp:{port}{interface}"
+
+
+def _listener(reactor: Any, description: str, factory: Any) -> Service:
+    endpoint = serverFromString(reactor, description)  # type: ignore[no-untyped-call]
+    listener = StreamServerEndpointService(endpoint, factory)  # type: ignore[no-untyped-call]
+    # Let a port in use surface from startService, for the entry points.
+    listener._raiseSynchronously = True
+    return listener
+
+
 def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
     """Build the node that ``settings`` describe, ready to start.
 
@@ -190,8 +221,6 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
     ``StorageCorruption``); the listener binds when the service starts.
     ``reactor`` provides time, threads and TCP (the global reactor, from
     the entry points only)."""
-    if settings.transport != "http":
-        raise ValueError(f"transport {settings.transport!r} is not available yet; use 'http'")
     start = start_point(
         settings, initial=initial_configuration(settings), cluster_id_for=cluster_id_for
     )
@@ -202,8 +231,18 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
     )
     log_storage = GroupCommitLog(reactor, data_dir.log)
     transport_settings = HTTPTransportSettings()
+    initial_members = {m.id: m.address for m in configuration.members}
 
     def make_transport(receive: Receive) -> Any:
+        if settings.transport == "amp":
+            return AMPTransport(
+                reactor=reactor,
+                node_id=settings.id,
+                cluster_id=cluster_id,
+                cluster_token=settings.cluster_token,
+                receive=receive,
+                initial_members=initial_members,
+            )
         return HTTPTransport(
             reactor=reactor,
             node_id=settings.id,
@@ -211,7 +250,7 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
             cluster_token=settings.cluster_token,
             receive=receive,
             settings=transport_settings,
-            initial_members={m.id: m.address for m in configuration.members},
+            initial_members=initial_members,
         )
 
     driver = RaftDriver(
@@ -239,16 +278,19 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
         api, watch, cluster_id=cluster_id, election_timeout_seconds=election_timeout_seconds
     ).mount()
     transport: Any = driver.transport
-    transport.mount(api.app)
+    peer_listener: Service | None = None
+    if settings.transport == "amp":
+        fast_routes: dict[bytes, Any] = {}
+        peer_listener = _listener(reactor, amp_listen_description(settings), transport.factory())
+    else:
+        transport.mount(api.app)
+        fast_routes = {MESSAGES_PATH.encode(): transport.render_messages}
     site = make_site(
-        api.resource({MESSAGES_PATH.encode(): transport.render_messages}),
+        api.resource(fast_routes),
         max(settings.max_body_bytes, transport_settings.codec.body_bytes_max),
         access_log=settings.log_level == "debug",
     )
-    endpoint = serverFromString(reactor, settings.listen)  # type: ignore[no-untyped-call]
-    listener = StreamServerEndpointService(endpoint, site)  # type: ignore[no-untyped-call]
-    # Let a port in use surface from startService, for the entry points.
-    listener._raiseSynchronously = True
+    listener = _listener(reactor, settings.listen, site)
     service = NodeService(
         settings=settings,
         driver=driver,
@@ -257,6 +299,7 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
         site=site,
         listener=listener,
         data_dir=data_dir,
+        peer_listener=peer_listener,
     )
     watch.setServiceParent(service)  # type: ignore[no-untyped-call]
     return service
