@@ -89,6 +89,12 @@ def canonicalize_json(text: bytes | str) -> bytes:
     its canonical form; raise :class:`InvalidValue` naming the problem if it
     is not valid UTF-8 JSON. Duplicate object keys keep the last value, as
     ``json.loads`` does."""
+    return canonical_json(parse_json(text))
+
+
+def parse_json(text: bytes | str) -> Any:
+    """The document ``text`` holds; :class:`InvalidValue` naming the problem
+    if it is not valid UTF-8 JSON."""
     if not isinstance(text, str):
         # Decode ourselves: json.loads would also guess UTF-16 and UTF-32,
         # which JSON on the wire may not use (RFC 8259 §8.1).
@@ -104,4 +110,4 @@ def canonicalize_json(text: bytes | str) -> bytes:
         # parse_constant's refusal, integers past Python's digit limit,
         # nesting deeper than the recursion limit.
         raise InvalidValue(f"value is not valid JSON: {e}") from None
-    return canonical_json(document)
+    return document

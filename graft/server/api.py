@@ -31,7 +31,6 @@ from graft.kv import (
     KVError,
     Outcome,
     Put,
-    canonicalize_json,
     encode_command,
     key_from_bytes,
 )
@@ -181,10 +180,7 @@ class ClientAPI:
             raise _Refused(400, "use If-Match or If-None-Match, not both")
         body = self._body(request)
         try:
-            value_json = canonicalize_json(body)
-            command = Put(
-                key=key, value_json=value_json, if_revision=if_revision, if_absent=if_absent
-            )
+            command = Put.of_json(key=key, body=body, if_revision=if_revision, if_absent=if_absent)
         except KVError as e:
             raise _Refused(400, f"bad JSON: {e}") from None
         result = await self._write(request, encode_command(command))

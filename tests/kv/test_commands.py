@@ -119,3 +119,18 @@ def test_decode_never_raises_anything_but_command_error_on_random_bytes() -> Non
             decode_command(data)
 
     check()
+
+
+def test_put_of_json_canonicalises_a_request_body_once() -> None:
+    """Put.of_json takes any JSON text and stores its canonical form."""
+    put = Put.of_json(key="a", body=b'{ "b" : [1, 2] , "a": "\\u00e9" }', if_absent=True)
+
+    assert put.value_json == '{"b":[1,2],"a":"é"}'.encode()
+    assert put.if_absent
+    assert decode_command(encode_command(put)) == put
+
+
+def test_put_of_json_refuses_what_is_not_json() -> None:
+    """A body that is not JSON is an InvalidValue, as for Put(...)."""
+    with pytest.raises(InvalidValue, match="not valid JSON"):
+        Put.of_json(key="a", body=b"{")
