@@ -136,7 +136,33 @@ class LeaderMixin:
             # so it learns it was removed and stops campaigning.
             return
         for node_id in [n for n in self._progress if n not in ids]:
-            del self._progress[node_id]
+            pr = self._progress.pop(node_id)
+            if self.role is Role.LEADER:
+                self._send_farewell(node_id, pr)
+
+    def _send_farewell(self, node_id: NodeId, pr: Progress) -> None:
+        """One last append from where a removed node is known to match,
+        carrying the commit index: it learns its removal committed."""
+        prev_term = self.log.term_at(pr.match)
+        if prev_term is None:
+            return  # compacted past it; it will time out on its own
+        entries = self.log.slice(
+            pr.match + 1,
+            self.log.last_index + 1,
+            self.config.append_entries_max,
+            self.config.append_bytes_max,
+        )
+        self._messages.append(
+            AppendEntries(
+                source=self.node_id,
+                target=node_id,
+                term=self.term,
+                prev_log_index=pr.match,
+                prev_log_term=prev_term,
+                entries=entries,
+                leader_commit=self.commit_index,
+            )
+        )
 
     # --- time --------------------------------------------------------------
 

@@ -491,6 +491,11 @@ class RaftNode(LeaderMixin):
             self.commit_index = meta.index
             answer(0, done=True, match=meta.index, written=True)
             return
+        if self._snapshot_to_install is not None:
+            # One snapshot per Ready: the driver installs it after writing
+            # the batch's chunks, so a newer one must wait for the next.
+            self._fact("dropped", f"snapshot chunk from {m.source} behind an install")
+            return
         key = (m.source, m.term, meta)
         if m.offset == 0:
             self._receiving_key = key

@@ -8,9 +8,10 @@ The driver's contract, in the order it must act:
    are streamed so that a big snapshot never sits whole in memory. If
    ``snapshot`` is set, the received snapshot with that metadata is
    complete: make it durable, restore the state machine from it, and drop
-   the whole stored log (the core's log now starts after it). Hand the
-   stored snapshot back with ``RaftNode.compact(snapshot.index, data)`` so
-   the node can send it on if it leads.
+   the whole stored log (the core's log now starts after it). After step
+   7, hand the stored snapshot back with ``RaftNode.compact(snapshot.index,
+   data)`` so the node can send it on if it leads, unless
+   ``snapshot_meta`` shows a newer one arrived meanwhile.
 2. Make ``entries`` and ``hard_state`` durable. The stored log is first cut
    at ``entries[0].index`` (everything from there on is dropped), then the
    entries are appended. ``hard_state`` replaces the stored one.

@@ -175,7 +175,7 @@ class Cluster:
         self.failed_reads[node_id].extend(ready.failed_reads)
         self.facts.extend((node_id, f.name, f.detail) for f in ready.facts)
         node.advance(ready)
-        if ready.snapshot is not None:
+        if ready.snapshot is not None and node.snapshot_meta == ready.snapshot:
             # Hand the stored snapshot back, so the node can send it on.
             node.compact(ready.snapshot.index, self.disks[node_id].snapshot_data or b"")
         return True

@@ -299,6 +299,8 @@ def test_removed_follower_learns_its_removal_and_stops_campaigning():
     cluster.tick(leader.config.heartbeat_interval_ticks)
     assert 3 not in cluster.nodes[3].configuration.ids
     assert leader.progress(3) is None, "forgotten once the removal committed"
+    removal = cluster.nodes[3].log.configuration_index
+    assert cluster.nodes[3].commit_index >= removal, "told the removal committed"
     sent_before = len(cluster.messages(RequestVote, source=3))
 
     cluster.tick(10 * leader.config.election_timeout_ticks)

@@ -466,10 +466,11 @@ class World:
             clients.fail_read(request_id)
         raft.advance(ready)
         node.in_flight = None
-        if ready.snapshot is not None:
-            # The Ready contract: hand the stored snapshot back to the core.
+        if ready.snapshot is not None and raft.snapshot_meta == ready.snapshot:
+            # The Ready contract: hand the stored snapshot back to the core
+            # (unless a newer one arrived meanwhile).
             data = node.disk.snapshot_data
-            assert data is not None
+            assert data is not None and node.disk.snapshot == ready.snapshot
             raft.compact(ready.snapshot.index, data)
 
     def compact(self, node: SimNode) -> None:
