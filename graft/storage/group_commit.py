@@ -43,10 +43,12 @@ from graft.storage.wal import FileLogStorage, SyncJob
 
 @attrs.define
 class _Op:
-    #: The write to make (None: only a hard state change).
+    #: The write to make besides appending ``entries`` (None: none).
     action: Callable[[], None] | None
     hard_state: HardState | None
     done: Deferred[None]
+    #: Entries to cut-and-append; contiguous queued appends are merged.
+    entries: tuple[Entry, ...] = ()
 
 
 class GroupCommitLog:
@@ -110,9 +112,9 @@ class GroupCommitLog:
         replace the hard state if given: one Raft Ready. The Deferred fires
         with None once durable; errbacks with StorageFailed if the log has
         failed, ValueError if the entries do not fit the log."""
-        entries = tuple(entries)
-        action = (lambda: self.storage.append(entries)) if entries else None
-        return self._submit(_Op(action=action, hard_state=hard_state, done=Deferred()))
+        return self._submit(
+            _Op(action=None, hard_state=hard_state, done=Deferred(), entries=tuple(entries))
+        )
 
     def drop_prefix(self, index: int) -> Deferred[None]:
         """Forget entries up to ``index`` (they are in a durable snapshot)."""
@@ -157,26 +159,54 @@ class GroupCommitLog:
         if self.failed_reason is not None:
             return fail(StorageFailed(self.failed_reason))
         self._queue.append(op)
-        self._pump()
+        if not self._firing:
+            # While a round's waiters are being told, their next appends
+            # queue up, to be written together once all were told.
+            self._pump()
         return op.done
 
     def _pump(self) -> None:
         """Write queued operations, then start an fsync round if one is due."""
         while self._queue and self.failed_reason is None and not self.storage.roll_blocked:
-            op = self._queue.popleft()
-            if op.action is not None:
-                try:
-                    op.action()
-                except StorageFailed as e:
-                    self._fail(str(e), also=[op.done])
-                    return
-                except ValueError as e:
-                    op.done.errback(e)
-                    continue
-            if op.hard_state is not None:
-                self._note_hard_state(op.hard_state)
-            self._written.append(op.done)
+            ops = self._take_contiguous()
+            try:
+                if ops[0].action is not None:
+                    ops[0].action()
+                if ops[0].entries:
+                    merged = ops[0].entries
+                    if len(ops) > 1:
+                        merged = tuple(e for op in ops for e in op.entries)
+                    self.storage.append(merged)
+            except StorageFailed as e:
+                self._fail(str(e), also=[op.done for op in ops])
+                return
+            except ValueError as e:
+                # Only the first append's cut point can be wrong: the rest
+                # continue it. Refuse that one; the others go round again.
+                self._queue.extendleft(reversed(ops[1:]))
+                ops[0].done.errback(e)
+                continue
+            for op in ops:
+                if op.hard_state is not None:
+                    self._note_hard_state(op.hard_state)
+                self._written.append(op.done)
         self._maybe_start_sync()
+
+    def _take_contiguous(self) -> list[_Op]:
+        """The next queued operation and the appends that continue it, so
+        one write (one system call) covers them all."""
+        queue = self._queue
+        ops = [queue.popleft()]
+        if not ops[0].entries:
+            return ops
+        while (
+            queue
+            and queue[0].action is None
+            and queue[0].entries
+            and queue[0].entries[0].index == ops[-1].entries[-1].index + 1
+        ):
+            ops.append(queue.popleft())
+        return ops
 
     def _note_hard_state(self, hard_state: HardState) -> None:
         self.storage.set_hard_state(hard_state)
