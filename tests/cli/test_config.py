@@ -259,3 +259,16 @@ def test_listen_flag_replaces_host_and_port():
     flags = NodeFlags(id=1, listen="unix:/tmp/g.sock", advertise="http://h:1")
     settings = build_settings(flags, {})
     assert (settings.listen, settings.advertise) == ("unix:/tmp/g.sock", "http://h:1")
+
+
+def test_the_shipped_example_configuration_loads() -> None:
+    """etc/graft/1.yaml, the file packaging/graft@.service reads, is valid."""
+    from pathlib import Path
+
+    from graft.config import load_config_file
+
+    example = Path(__file__).resolve().parents[2] / "etc" / "graft" / "1.yaml"
+    loaded = load_config_file(str(example))
+
+    assert loaded["id"] == 1
+    assert [p.id for p in loaded["peers"]] == [2, 3]
