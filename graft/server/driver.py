@@ -209,9 +209,13 @@ class RaftDriver:
             meta, data = latest
             self.kv.restore(data_chunks(data))
             self._snapshot = StoredSnapshot(meta=meta, data=data)
-        if log.last_index < meta.index:
+        if log.last_index < meta.index or (
+            log.first_index <= meta.index and log.term_at(meta.index) != meta.term
+        ):
             # The log ends before the snapshot (it was installed from the
-            # leader, or compacted past): continue the log after it.
+            # leader, or compacted past), or disagrees with it (a crash
+            # between installing a snapshot and cutting the log): continue
+            # the log after it (§7).
             log.reset(meta.index).addErrback(_silence)
             entries: tuple[Entry, ...] = ()
         else:

@@ -93,6 +93,10 @@ class MembershipWatch(Service):
         self.last_active: dict[NodeId, float] = {}
         self._absent_since: float | None = None
         self._leading_since: float | None = None
+        # A node that starts empty (joining) is not "removed" while the
+        # snapshot it catches up from predates its addition; only one that
+        # started in, or has since been seen in, a configuration can be.
+        self._was_member = bool(driver.node.configuration.members)
         self._loop = LoopingCall(self.sample)
         self._loop.clock = driver.clock
 
@@ -149,7 +153,9 @@ class MembershipWatch(Service):
         driver = self.driver
         node = driver.node
         configuration = node.configuration
-        if not configuration.members or configuration.member(driver.node_id) is not None:
+        is_member = configuration.member(driver.node_id) is not None
+        self._was_member = self._was_member or is_member
+        if not configuration.members or is_member or not self._was_member:
             self._absent_since = None
             if driver.removed_reason is not None:
                 driver.removed_reason = None

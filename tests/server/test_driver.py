@@ -180,3 +180,47 @@ def test_exports_are_the_intended_objects():
     assert graft.server.make_node_service is make_node_service
     for name in graft.server.__all__:
         assert getattr(graft.server, name) is not None
+
+
+def test_restart_after_a_crash_mid_install_drops_a_log_that_disagrees_with_the_snapshot():
+    """§7: if a node crashed after storing a snapshot from the leader but
+    before cutting its log, the stored entries past the snapshot are of an
+    older leader's term; restarting must drop them, not keep them after it."""
+    import random
+
+    from twisted.internet.task import Clock
+
+    from graft.kv import KVStore
+    from graft.raft import Configuration, Entry, Member, RaftConfig, SnapshotMeta
+    from graft.server.driver import RaftDriver
+    from graft.server.memory import MemoryDurableLog
+    from graft.storage import MemoryLogStorage, MemorySnapshotStore
+    from graft.transport import MemoryNetwork, MemoryTransport
+
+    configuration = Configuration(members=tuple(Member(id=i, address=f"n{i}") for i in (1, 2, 3)))
+    stored = MemoryLogStorage()
+    stored.append([Entry(index=i, term=2, data=b"") for i in range(1, 9)])
+    snapshots = MemorySnapshotStore()
+    snapshots.create(
+        SnapshotMeta(index=5, term=3, configuration=configuration),
+        b"".join(KVStore().snapshot().chunks()),
+    )
+    clock = Clock()
+    network = MemoryNetwork(clock=clock)
+
+    driver = RaftDriver(
+        config=RaftConfig(node_id=1),
+        clock=clock,
+        log_storage=MemoryDurableLog(stored),
+        snapshots=snapshots,
+        transport=lambda receive: MemoryTransport(
+            network=network, node_id=1, cluster_id="c", receive=receive, address="n1"
+        ),
+        state_machine=KVStore(),
+        rng=random.Random(1),
+        initial_configuration=configuration,
+    )
+
+    assert driver.node.snapshot_meta.index == 5
+    assert driver.node.last_index == 5, "the term-2 tail after the term-3 snapshot is gone"
+    assert driver.replayed_entries == 0

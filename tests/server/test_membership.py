@@ -349,3 +349,35 @@ def test_empty_node_catches_up_from_a_snapshot():
     assert joiner.driver.snapshot_index > 0
     assert joiner.kv.get("k59") is not None
     assert voters(leader) == {1, 2, 3, 4}
+
+
+def test_a_joining_node_is_not_called_removed_while_its_snapshot_predates_it():
+    """A node that started empty and installed a snapshot taken before it
+    was added is still joining, not removed; a node that was a member and
+    is absent from a committed configuration is removed."""
+    from types import SimpleNamespace
+
+    from graft.raft import Configuration, Member
+    from graft.server.membership import MembershipWatch
+
+    def fake_driver(configuration: Configuration) -> SimpleNamespace:
+        log = SimpleNamespace(configuration_index=5)
+        node = SimpleNamespace(configuration=configuration, commit_index=5, log=log)
+        clock = SimpleNamespace(seconds=lambda: 0.0)
+        return SimpleNamespace(
+            node=node, node_id=4, removed_reason=None, clock=clock, tick_seconds=0.05
+        )
+
+    old_members = Configuration(members=tuple(Member(id=i, address=f"n{i}") for i in (1, 2, 3)))
+    joining = fake_driver(Configuration())
+    watch = MembershipWatch(joining, election_timeout_seconds=0.5)  # type: ignore[arg-type]
+    joining.node.configuration = old_members  # the leader's older snapshot arrived
+    watch._check_membership(10.0)
+    assert joining.removed_reason is None
+
+    with_four = Configuration(members=(*old_members.members, Member(id=4, address="n4")))
+    member = fake_driver(with_four)
+    watch = MembershipWatch(member, election_timeout_seconds=0.5)  # type: ignore[arg-type]
+    member.node.configuration = old_members  # its removal, committed
+    watch._check_membership(10.0)
+    assert member.removed_reason is not None
