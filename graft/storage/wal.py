@@ -106,6 +106,9 @@ class FileLogStorage:
         self._dir_dirty = False
         self._in_flight: Counter[int] = Counter()
         self._retired: dict[int, _Segment] = {}
+        #: (segment, size) a drop-prefix or reset marker ends at: the old
+        #: segments it retires are deleted once it is durable.
+        self._delete_after: tuple[int, int] | None = None
         for rs in recovered.segments:
             fd = self._ops.open(rs.path, os.O_RDWR | os.O_APPEND)
             seg = _Segment(seq=rs.seq, path=rs.path, fd=fd, size=rs.size, durable_size=0)
@@ -210,14 +213,14 @@ class FileLogStorage:
         idx = self._index
         idx.drop_front(min(index + 1 - idx.first_index, len(idx)))
         idx.first_index = index + 1
-        self._delete_dead_segments()
+        self._delete_once_durable()
 
     def reset(self, index: int) -> None:
         self._write(encode_record(index, 0, KIND_RESET, b""))
         self._active.size += HEADER_SIZE
         self._index.truncate(0)
         self._index.first_index = index + 1
-        self._delete_dead_segments()
+        self._delete_once_durable()
 
     def _write(self, data: bytes) -> None:
         """Append ``data`` to the active segment (rolling first if it is
@@ -244,6 +247,25 @@ class FileLogStorage:
         self._dirty[seq] = seg
         self._ops.write_all(fd, SEGMENT_MAGIC)
         seg.size = len(SEGMENT_MAGIC)
+
+    def _delete_once_durable(self) -> None:
+        """Old segments go only once the marker that retires them is
+        durable: deleted before it, a crash could leave a log whose marker
+        is lost and whose entries are gone, which would not reopen."""
+        active = self._active
+        self._delete_after = (active.seq, active.size)
+        self._maybe_delete_dead_segments()
+
+    def _maybe_delete_dead_segments(self) -> None:
+        pending = self._delete_after
+        if pending is None:
+            return
+        seq, size = pending
+        seg = self._segments.get(seq)
+        if seg is not None and seg.durable_size < size:
+            return
+        self._delete_after = None
+        self._delete_dead_segments()
 
     def _delete_dead_segments(self) -> None:
         """Delete the old segments that hold no live entry (the oldest
@@ -295,6 +317,7 @@ class FileLogStorage:
                 retired = self._retired.pop(seg.seq, None)
                 if retired is not None:
                     self._ops.close(retired.fd)
+        self._maybe_delete_dead_segments()
 
     def abandon_sync(self, job: SyncJob) -> None:
         """Release ``job``'s files after its fsync failed (owner's thread)."""

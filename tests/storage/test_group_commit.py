@@ -185,3 +185,20 @@ def test_appends_on_the_real_reactor_become_durable(tmp_path: Path):  # type: ig
     reopened = FileLogStorage(str(tmp_path))
     assert reopened.entries(1, 51) == make_entries(1, 50)
     reopened.close()
+
+
+def test_old_segments_outlive_the_drop_marker_until_it_is_durable(tmp_path: Path) -> None:
+    """A crash before the drop-prefix marker is durable must still find the
+    entries the marker would have retired: segments go only after it."""
+    log, pool = make_log(tmp_path, segment_bytes_max=100)
+    for i in range(1, 6):
+        fired(log.append(make_entries(i, 1, size=90)))
+        pool.run_all()
+    segments_before = set(tmp_path.glob("*.wal"))
+
+    fired(log.drop_prefix(5))
+
+    assert segments_before <= set(tmp_path.glob("*.wal")), "none deleted before the fsync"
+    pool.run_all()
+    assert not segments_before <= set(tmp_path.glob("*.wal"))
+    assert (log.first_index, log.last_index) == (6, 5)
