@@ -302,6 +302,13 @@ class RaftDriver:
         except ProposalDropped as e:
             return _failed(Unavailable(f"the leader is not taking writes now: {e}"))
         done: Deferred[ApplyResult] = Deferred()
+        overwritten = self._writes.pop(index, None)
+        if overwritten is not None:
+            # This node lost and regained leadership before the old entry
+            # at this index was settled: a new entry of ours replaced it.
+            overwritten.done.errback(
+                LeadershipChanged("leadership changed before the write committed, retry")
+            )
         self._writes[index] = _PendingWrite(index=index, term=self.node.term, done=done)
         self._kick()
         return done

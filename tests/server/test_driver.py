@@ -224,3 +224,23 @@ def test_restart_after_a_crash_mid_install_drops_a_log_that_disagrees_with_the_s
     assert driver.node.snapshot_meta.index == 5
     assert driver.node.last_index == 5, "the term-2 tail after the term-3 snapshot is gone"
     assert driver.replayed_entries == 0
+
+
+def test_a_pending_write_whose_index_is_reused_fails_at_once():
+    """§5.3: if this node loses and regains leadership before its old entry
+    at an index settles, a new proposal takes that index; the old client
+    hears at once that its write did not happen instead of timing out."""
+    from graft.server.errors import LeadershipChanged
+
+    cluster = Cluster()
+    cluster.start()
+    leader = cluster.elect()
+    driver = leader.driver
+    driver.node.propose = lambda data: 99  # type: ignore[method-assign]
+
+    first = driver.propose(b"x")
+    failures: list[object] = []
+    first.addErrback(lambda f: failures.append(f.value))
+    driver.propose(b"y")
+
+    assert len(failures) == 1 and isinstance(failures[0], LeadershipChanged)
