@@ -19,12 +19,13 @@ from twisted.internet.defer import Deferred, fail, succeed
 
 from graft.raft.messages import Entry, HardState
 from graft.storage.errors import StorageFailed
+from graft.storage.group_commit import StorageReadView
 from graft.storage.memory import MemoryLogStorage
 
 __all__ = ["MemoryDurableLog"]
 
 
-class MemoryDurableLog:
+class MemoryDurableLog(StorageReadView):
     """A log whose writes are acknowledged by Deferreds, kept in memory.
 
     Invariant: operations take effect in the order submitted; while held,
@@ -38,25 +39,6 @@ class MemoryDurableLog:
         self.appends = 0
         self._held = False
         self._waiting: list[Deferred[None]] = []
-
-    # --- reading ------------------------------------------------------
-
-    @property
-    def first_index(self) -> int:
-        return self.storage.first_index
-
-    @property
-    def last_index(self) -> int:
-        return self.storage.last_index
-
-    def entries(self, lo: int, hi: int) -> list[Entry]:
-        return self.storage.entries(lo, hi)
-
-    def term_at(self, index: int) -> int | None:
-        return self.storage.term_at(index)
-
-    def load_hard_state(self) -> HardState:
-        return self.storage.load_hard_state()
 
     # --- writing ------------------------------------------------------
 

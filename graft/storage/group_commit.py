@@ -51,7 +51,31 @@ class _Op:
     entries: tuple[Entry, ...] = ()
 
 
-class GroupCommitLog:
+class StorageReadView:
+    """A durable log's reading side: its storage's view, writes not yet
+    durable included. Shared by GroupCommitLog and its in-memory twin."""
+
+    storage: Any
+
+    @property
+    def first_index(self) -> int:
+        return self.storage.first_index  # type: ignore[no-any-return]
+
+    @property
+    def last_index(self) -> int:
+        return self.storage.last_index  # type: ignore[no-any-return]
+
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        return self.storage.entries(lo, hi)  # type: ignore[no-any-return]
+
+    def term_at(self, index: int) -> int | None:
+        return self.storage.term_at(index)  # type: ignore[no-any-return]
+
+    def load_hard_state(self) -> HardState:
+        return self.storage.load_hard_state()  # type: ignore[no-any-return]
+
+
+class GroupCommitLog(StorageReadView):
     """A FileLogStorage whose writes are acknowledged by Deferreds, with one
     fsync covering every write made while the previous fsync ran.
 
@@ -83,25 +107,6 @@ class GroupCommitLog:
         self._closed = False
         #: Why the log stopped acknowledging writes, or None while healthy.
         self.failed_reason: str | None = None
-
-    # --- reading: the storage's view, including writes not yet durable ---
-
-    @property
-    def first_index(self) -> int:
-        return self.storage.first_index
-
-    @property
-    def last_index(self) -> int:
-        return self.storage.last_index
-
-    def entries(self, lo: int, hi: int) -> list[Entry]:
-        return self.storage.entries(lo, hi)
-
-    def term_at(self, index: int) -> int | None:
-        return self.storage.term_at(index)
-
-    def load_hard_state(self) -> HardState:
-        return self.storage.load_hard_state()
 
     # --- writing ------------------------------------------------------
 
