@@ -267,6 +267,15 @@ class RaftDriver:
         if self._snapshotting is not None:
             # Let the worker thread finish its file: no torn .tmp left.
             await self._wait_for_snapshot().addErrback(_silence)
+        # A snapshot half received from the leader: the next start asks
+        # for it again from offset 0, so drop its file and descriptor now.
+        await self._snapshot_store_lock.acquire()
+        try:
+            writer, self._receiving_snapshot = self._receiving_snapshot, None
+            if writer is not None:
+                writer.abort()
+        finally:
+            self._snapshot_store_lock.release()
         await self.transport.stop()
 
     # --- inputs ---------------------------------------------------------

@@ -244,3 +244,29 @@ def test_a_pending_write_whose_index_is_reused_fails_at_once():
     driver.propose(b"y")
 
     assert len(failures) == 1 and isinstance(failures[0], LeadershipChanged)
+
+
+def test_stopping_drops_a_snapshot_half_received_from_the_leader():
+    """A restart asks for a half-received snapshot again from offset 0, so
+    stopping closes and discards its writer instead of leaking it."""
+    from twisted.internet.defer import Deferred
+
+    from graft.raft import SnapshotChunk, SnapshotMeta
+
+    cluster = Cluster()
+    cluster.start()
+    node = cluster.nodes[1]
+    meta = SnapshotMeta(index=50, term=9, configuration=cluster.configuration)
+    chunk = SnapshotChunk(meta=meta, offset=0, data=b"abc")
+    done = Deferred.fromCoroutine(node.driver._write_snapshot_chunks([chunk]))
+    cluster.run(0.1)
+    assert has_result(done)
+    writer = node.driver._receiving_snapshot
+    assert writer is not None and writer.next_offset == 3
+
+    node.driver.stop()
+    cluster.run(1.0)
+
+    assert node.driver._receiving_snapshot is None
+    assert not writer._open
+    assert node.snapshots.list_metas() == []
