@@ -75,8 +75,22 @@ class Cluster:
             self.nodes[i] = self._make_node(i, seed, snapshot_threshold, api)
 
     def _make_node(self, i: int, seed: int, snapshot_threshold: int, api: dict[str, Any]) -> Node:
-        log = MemoryDurableLog()
-        snapshots = MemorySnapshotStore()
+        return self.build_node(
+            i, MemoryDurableLog(), MemorySnapshotStore(), seed, snapshot_threshold, api
+        )
+
+    def build_node(
+        self,
+        i: int,
+        log: MemoryDurableLog,
+        snapshots: Any,
+        seed: int,
+        snapshot_threshold: int,
+        api: dict[str, Any],
+        **driver_options: Any,
+    ) -> Node:
+        """Node ``i`` over the given durable state; ``driver_options`` go
+        to RaftDriver as they are."""
         kv = KVStore()
 
         def transport(receive: Any) -> MemoryTransport:
@@ -99,6 +113,7 @@ class Cluster:
             initial_configuration=self.configuration,
             tick_seconds=TICK,
             snapshot_threshold=snapshot_threshold,
+            **driver_options,
         )
         client_api = ClientAPI(driver, **api)
         return Node(

@@ -4,23 +4,19 @@ snapshot plus log tail, damaged snapshots, and backup download."""
 
 from __future__ import annotations
 
-import random
 import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from graft.kv import KVStore, chunks_of
-from graft.raft import RaftConfig
-from graft.server import ClientAPI, MemoryDurableLog, RaftDriver
+from graft.server import MemoryDurableLog
 from graft.server.snapshots import SnapshotUnusable
 from graft.storage import FileSnapshotStore, MemorySnapshotStore
 from graft.storage.snapshot import open_snapshot_file
-from graft.transport import MemoryTransport
-from tests.server.helpers import CLUSTER, TICK, Cluster, Node, address, has_result
+from tests.server.helpers import Cluster, Node, has_result
 
 
 class HeldThreads:
@@ -72,40 +68,15 @@ class SnapshotCluster(Cluster):
         return self.make_node(i, MemoryDurableLog(), snapshots, seed)
 
     def make_node(self, i: int, log: MemoryDurableLog, snapshots: Any, seed: int = 1) -> Node:
-        kv = KVStore()
-
-        def transport(receive: Any) -> MemoryTransport:
-            return MemoryTransport(
-                network=self.network,
-                node_id=i,
-                cluster_id=CLUSTER,
-                receive=receive,
-                address=address(i),
-            )
-
-        driver = RaftDriver(
-            config=RaftConfig(node_id=i),
-            clock=self.clock,
-            log_storage=log,
-            snapshots=snapshots,
-            transport=transport,
-            state_machine=kv,
-            rng=random.Random(seed * 100 + i),
-            initial_configuration=self.configuration,
-            tick_seconds=TICK,
-            snapshot_threshold=self.threshold,
+        return self.build_node(
+            i,
+            log,
+            snapshots,
+            seed,
+            self.threshold,
+            {},
             snapshot_retain_entries=self.retain,
             run_in_thread=self.threads,
-        )
-        api = ClientAPI(driver)
-        return Node(
-            node_id=i,
-            driver=driver,
-            log=log,
-            snapshots=snapshots,
-            kv=kv,
-            api=api,
-            stub=StubTreq(api.resource()),
         )
 
     def restart(self, i: int, start: bool = True) -> Node:
