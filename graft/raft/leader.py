@@ -453,7 +453,12 @@ class LeaderMixin:
         if self.role is not Role.LEADER:
             return
         self._maybe_promote_learners()
-        if self._reads.start_round() is not None:
+        # One round in flight at a time (as etcd's read loop): reads that
+        # arrive meanwhile wait and share the next round, so under load a
+        # round serves many reads instead of each read costing a heartbeat
+        # to every follower. A lost round heartbeat is repeated by the
+        # periodic ones, which carry the newest round.
+        if not self._reads.in_flight and self._reads.start_round() is not None:
             self._broadcast_heartbeat()
         for node_id in sorted(self._progress):
             pr = self._progress[node_id]

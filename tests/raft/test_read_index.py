@@ -78,14 +78,60 @@ def test_reply_to_an_older_round_does_not_confirm_a_newer_read():
     first_round, cluster.in_flight = cluster.in_flight, []
     leader.read("b")
     cluster.process(1)
-    second_round, cluster.in_flight = cluster.in_flight, []
+    assert cluster.in_flight == []  # "b" waits for the next round
 
-    cluster.in_flight = first_round
-    cluster.deliver()
+    for m in first_round:
+        cluster.nodes[m.target].step(m)
+    for follower in (2, 3):
+        cluster.process(follower)
+    replies, cluster.in_flight = cluster.in_flight, []
+    for m in replies:
+        leader.step(m)
+    cluster.process(1)
     assert [r.request_id for r in cluster.reads[1]] == ["a"]
 
-    cluster.in_flight = second_round
+    second_round = [m for m in cluster.in_flight if isinstance(m, Heartbeat)]
+    assert sorted(m.target for m in second_round) == [2, 3]
+    assert all(m.read_round > first_round[0].read_round for m in second_round)
     cluster.deliver()
+    assert [r.request_id for r in cluster.reads[1]] == ["a", "b"]
+
+
+def test_reads_arriving_during_a_round_share_the_next_round():
+    """While a round is in flight the leader starts no other: the reads
+    arriving meanwhile all ride the next one (one heartbeat per follower
+    per round, not per read)."""
+    cluster = Cluster()
+    leader = cluster.elect(1)
+    mark = len(cluster.sent)
+    leader.read("a")
+    cluster.process(1)
+    for i in range(5):
+        leader.read(i)
+        cluster.process(1)
+
+    cluster.deliver()
+
+    beats = [m for m in cluster.sent[mark:] if isinstance(m, Heartbeat)]
+    assert len(beats) == 4  # two rounds to two followers
+    assert [r.request_id for r in cluster.reads[1]] == ["a", 0, 1, 2, 3, 4]
+
+
+def test_lost_round_is_confirmed_by_the_periodic_heartbeat():
+    """The round's own heartbeats are lost: the next periodic heartbeat
+    carries the newest round, so the read is served and later reads are
+    not stuck behind it."""
+    cluster = Cluster()
+    leader = cluster.elect(1)
+    leader.read("a")
+    cluster.process(1)
+    cluster.in_flight = []  # lost
+    leader.read("b")
+    cluster.deliver()
+    assert cluster.reads[1] == []
+
+    cluster.tick(leader.config.heartbeat_interval_ticks, nodes=[1])
+
     assert [r.request_id for r in cluster.reads[1]] == ["a", "b"]
 
 
