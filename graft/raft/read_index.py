@@ -5,8 +5,9 @@ read index). It is safe once (1) a heartbeat round sent *after* it arrived
 was acknowledged by a majority, proving nobody else led at that time, and
 (2) the state machine has applied up to its read index. Reads arriving in
 one batch share one round, and so do reads arriving while a round is in
-flight: the leader starts the next round only once the last is confirmed. Rounds are numbered by one counter that never
-goes back, so a reply naming round r confirms every round <= r.
+flight: the leader starts the next round only once the last is confirmed.
+Rounds are numbered by one counter that never goes back, so a reply naming
+round r confirms every round <= r.
 
 This module may import only the standard library, attrs and graft.raft.
 """

@@ -417,6 +417,11 @@ class _Router(Resource):
         self._kv_key = kv_key
         self._fast_routes = fast_routes
 
+    def serves_fast(self, path: bytes) -> bool:
+        """Whether ``path`` skips Klein (graft.server.lean_http serves
+        only these)."""
+        return path.startswith(_KV_PREFIX) or path in self._fast_routes
+
     def render(self, request: Request) -> Any:
         try:
             b"/".join(request.postpath or []).decode("utf-8")

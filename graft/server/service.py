@@ -35,6 +35,7 @@ from graft.raft import Configuration, Member, RaftConfig
 from graft.server.api import ClientAPI
 from graft.server.bootstrap import start_point
 from graft.server.driver import DurableLog, RaftDriver
+from graft.server.lean_http import LeanSite
 from graft.server.membership import MembershipRoutes, MembershipWatch
 from graft.server.settings import NodeSettings
 from graft.storage import DataDir, GroupCommitLog, open_data_dir
@@ -93,15 +94,23 @@ class _BoundedRequest(Request):
         super().handleContentChunk(data)  # type: ignore[no-untyped-call]
 
 
-def make_site(resource: Any, body_bytes_max: int, *, access_log: bool = False) -> Site:
+def make_site(
+    resource: Any, body_bytes_max: int, *, access_log: bool = False, reactor: Any = None
+) -> Site:
     """A Site serving ``resource`` whose requests buffer at most
     ``body_bytes_max`` (plus one) body bytes. The access log (a line per
     request, peers' included) costs a tenth of a request's time: only at
-    log level debug."""
+    log level debug, where every request goes through twisted.web. Without
+    it the hot routes of a resource that names them (``serves_fast``) are
+    served by graft.server.lean_http."""
     request_class = type(
         "BoundedRequest", (_BoundedRequest,), {"body_bytes_max": body_bytes_max + 1}
     )
-    site = Site(resource)  # type: ignore[no-untyped-call]
+    site: Site
+    if not access_log and hasattr(resource, "serves_fast"):
+        site = LeanSite(resource, body_bytes_max, reactor=reactor)
+    else:
+        site = Site(resource, reactor=reactor)  # type: ignore[no-untyped-call]
     site.requestFactory = request_class  # type: ignore[assignment]
     site.displayTracebacks = False
     if not access_log:
@@ -289,6 +298,7 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
         api.resource(fast_routes),
         max(settings.max_body_bytes, transport_settings.codec.body_bytes_max),
         access_log=settings.log_level == "debug",
+        reactor=reactor,
     )
     listener = _listener(reactor, settings.listen, site)
     service = NodeService(

@@ -16,12 +16,25 @@ from twisted.trial.unittest import SynchronousTestCase
 from graft.kv import KVStore
 from graft.raft import Configuration, Member, RaftConfig, Role
 from graft.server import ClientAPI, MemoryDurableLog, RaftDriver
+from graft.server.service import make_site
 from graft.storage import MemorySnapshotStore
 from graft.transport import MemoryNetwork, MemoryTransport
 
 CLUSTER = "cluster-test"
 TICK = 0.05
 _sync = SynchronousTestCase()
+
+
+def production_stub(api: ClientAPI) -> StubTreq:
+    """A StubTreq talking to the site production builds around ``api``
+    (make_site), so the key routes go through graft.server.lean_http and
+    the others through twisted.web, as on a real node."""
+    stub = StubTreq(api.resource())
+    agent: Any = stub._agent
+    agent._serverFactory = make_site(
+        api.resource(), api.max_body_bytes, reactor=agent._memoryReactor
+    )
+    return stub
 
 
 def has_result(d: Deferred[Any]) -> bool:
@@ -123,7 +136,7 @@ class Cluster:
             snapshots=snapshots,
             kv=kv,
             api=client_api,
-            stub=StubTreq(client_api.resource()),
+            stub=production_stub(client_api),
         )
 
     def start(self) -> None:
