@@ -24,19 +24,22 @@ May import the standard library and Twisted.
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote_to_bytes
 
+import attrs
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IPushProducer
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, datetimeToString
 from twisted.web.server import NOT_DONE_YET, Site
+from zope.interface import implementer  # type: ignore[import-untyped]
 
 __all__ = ["FastResource", "LeanHTTPChannel", "LeanRequest", "LeanSite"]
 
@@ -44,7 +47,13 @@ __all__ = ["FastResource", "LeanHTTPChannel", "LeanRequest", "LeanSite"]
 _HEADER_BYTES_MAX = 16 * 1024
 #: Buffered bytes past this while a request is being served pause reading.
 _BUFFER_PAUSE_BYTES = 64 * 1024
+#: More header lines than this go to twisted.web (which refuses them).
+_HEADERS_MAX = 500
 _CRLF2 = b"\r\n\r\n"
+#: RFC 9110 token characters (methods, header names).
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: An origin-form request target: printable ASCII, no spaces or controls.
+_TARGET = re.compile(rb"/[\x21-\x7e]*")
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -54,6 +63,18 @@ class FastResource(Protocol):
     def serves_fast(self, path: bytes) -> bool: ...
 
     def render(self, request: Any) -> Any: ...
+
+
+@attrs.frozen
+class _Head:
+    """A request line and its headers, parsed; the body starts at
+    ``body_start`` in the buffer and is ``length`` bytes long."""
+
+    method: bytes
+    uri: bytes
+    headers: dict[bytes, bytes]
+    body_start: int
+    length: int
 
 
 class _HandOver(Exception):
@@ -129,6 +150,10 @@ class LeanRequest:
             name = name.encode("latin-1")
         if isinstance(value, str):
             value = value.encode("latin-1")
+        # As twisted.web's Headers: a line break in a value (a Location
+        # built from a request, say) must not start a header of its own.
+        name = _sanitize(name)
+        value = _sanitize(value)
         lowered = name.lower()
         self.response_headers = [h for h in self.response_headers if h[0].lower() != lowered]
         self.response_headers.append((name, value))
@@ -165,6 +190,17 @@ class LeanRequest:
             d.errback(reason)
 
 
+def _sanitize(value: bytes) -> bytes:
+    if b"\r" in value or b"\n" in value or b"\x00" in value:
+        return (
+            value.replace(b"\r\n", b" ")
+            .replace(b"\r", b" ")
+            .replace(b"\n", b" ")
+            .replace(b"\x00", b" ")
+        )
+    return value
+
+
 class _DateCache:
     """The Date header changes once a second; format it once a second."""
 
@@ -184,6 +220,7 @@ class _DateCache:
 _DATE = _DateCache()
 
 
+@implementer(IPushProducer)
 class LeanHTTPChannel(TwistedProtocol):
     """One client connection; see the module's docstring."""
 
@@ -192,11 +229,17 @@ class LeanHTTPChannel(TwistedProtocol):
     def __init__(self, site: LeanSite, addr: IAddress) -> None:
         self.site = site
         self.addr = addr
-        self._buffer = b""
+        self._buffer = bytearray()
+        #: Where to go on looking for the end of the header block.
+        self._scanned = 0
+        #: The parsed head of a request whose body is still arriving.
+        self._head: _Head | None = None
         self._pending: LeanRequest | None = None
         self._delegate: Any = None
         self._processing = False
-        self._paused = False
+        #: The transport's send buffer is full (the client reads slowly).
+        self._write_blocked = False
+        self._reading_paused = False
         self._closing = False
         self._idle_call: Any = None
         self._tcp: Any = None  # the transport, untyped (zope interfaces)
@@ -205,6 +248,9 @@ class LeanHTTPChannel(TwistedProtocol):
 
     def connectionMade(self) -> None:
         self._tcp = self.transport
+        # As a producer, this channel hears when the client stops reading
+        # its answers, and then stops serving and reading requests.
+        self._tcp.registerProducer(self, True)
         self._reset_idle_timer()
 
     def dataReceived(self, data: bytes) -> None:
@@ -212,10 +258,8 @@ class LeanHTTPChannel(TwistedProtocol):
             self._delegate.dataReceived(data)
             return
         self._buffer += data
-        if self._pending is not None:
-            if len(self._buffer) > _BUFFER_PAUSE_BYTES and not self._paused:
-                self._paused = True
-                self._tcp.pauseProducing()
+        if self._pending is not None or self._write_blocked:
+            self._update_reading()
             return
         self._process()
 
@@ -235,16 +279,50 @@ class LeanHTTPChannel(TwistedProtocol):
         host = self._tcp.getHost()
         return str(getattr(host, "host", "")).encode("utf-8")
 
+    # --- flow control (IPushProducer, for the transport) ----------------------
+
+    def pauseProducing(self) -> None:
+        self._write_blocked = True
+        self._update_reading()
+
+    def resumeProducing(self) -> None:
+        self._write_blocked = False
+        self._update_reading()
+        if self._pending is None and self._buffer:
+            self._process()
+
+    def stopProducing(self) -> None:
+        pass  # the connection is going away; connectionLost follows
+
+    def _update_reading(self) -> None:
+        """Read from the socket unless answers cannot be sent or requests
+        pile up behind one being served."""
+        pause = self._write_blocked or (
+            self._pending is not None and len(self._buffer) > _BUFFER_PAUSE_BYTES
+        )
+        if pause != self._reading_paused and self._delegate is None and not self._closing:
+            self._reading_paused = pause
+            if pause:
+                self._tcp.pauseProducing()
+            else:
+                self._tcp.resumeProducing()
+
     # --- requests ---------------------------------------------------------
 
     def _process(self) -> None:
         """Serve the buffered requests one after another, until one is
-        incomplete, one is in flight, or twisted.web took over."""
+        incomplete, one is in flight, the client stopped reading, or
+        twisted.web took over."""
         if self._processing:
             return
         self._processing = True
         try:
-            while self._pending is None and self._delegate is None and not self._closing:
+            while (
+                self._pending is None
+                and self._delegate is None
+                and not self._closing
+                and not self._write_blocked
+            ):
                 try:
                     request = self._next_request()
                 except _HandOver:
@@ -255,27 +333,59 @@ class LeanHTTPChannel(TwistedProtocol):
                 self._serve(request)
         finally:
             self._processing = False
+        self._update_reading()
 
     def _next_request(self) -> LeanRequest | None:
+        head = self._head
+        if head is None:
+            if not self._buffer:
+                return None
+            head = self._head = self._parse_head()
+            if head is None:
+                return None
         buffer = self._buffer
-        end = buffer.find(_CRLF2)
+        stop = head.body_start + head.length
+        if len(buffer) < stop:
+            return None
+        body = bytes(buffer[head.body_start : stop])
+        del buffer[:stop]
+        self._head = None
+        self._scanned = 0
+        return LeanRequest(self, head.method, head.uri, head.headers, body)
+
+    def _parse_head(self) -> _Head | None:
+        """The request line and headers, once all arrived; raises _HandOver
+        for anything but the plain case (twisted.web then answers it,
+        with a 400 where it is malformed)."""
+        buffer = self._buffer
+        end = buffer.find(_CRLF2, max(0, self._scanned - 3))
         if end < 0:
+            self._scanned = len(buffer)
             if len(buffer) > _HEADER_BYTES_MAX:
                 raise _HandOver
             return None
-        lines = buffer[:end].split(b"\r\n")
+        if end > _HEADER_BYTES_MAX:
+            raise _HandOver
+        block = bytes(buffer[:end])
+        lines = block.split(b"\r\n")
+        if len(lines) > _HEADERS_MAX + 1 or b"\x00" in block:
+            raise _HandOver
+        # A bare CR or LF is a line end to some and not to others: the
+        # stuff of request smuggling. Not for the short path.
+        if block.count(b"\r") != len(lines) - 1 or block.count(b"\n") != len(lines) - 1:
+            raise _HandOver
         parts = lines[0].split(b" ")
         if len(parts) != 3 or parts[2] != b"HTTP/1.1":
             raise _HandOver
         method, uri = parts[0], parts[1]
-        if not method.isalpha() or not method.isupper() or not uri.startswith(b"/"):
+        if _TOKEN.fullmatch(method) is None or _TARGET.fullmatch(uri) is None:
             raise _HandOver
         if not self.site.root.serves_fast(uri.partition(b"?")[0]):
             raise _HandOver
         headers: dict[bytes, bytes] = {}
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip() or b" " in name or b"\t" in name:
+            if not colon or _TOKEN.fullmatch(name) is None:
                 raise _HandOver  # malformed, or an obsolete folded line
             name = name.lower()
             if name in headers and name in (b"content-length", b"host"):
@@ -289,11 +399,7 @@ class LeanHTTPChannel(TwistedProtocol):
         length = int(length_text)
         if length > self.site.body_bytes_max:
             raise _HandOver
-        start = end + 4
-        if len(buffer) - start < length:
-            return None
-        self._buffer = buffer[start + length :]
-        return LeanRequest(self, method, uri, headers, buffer[start : start + length])
+        return _Head(method, uri, headers, end + 4, length)
 
     def _serve(self, request: LeanRequest) -> None:
         self._pending = request
@@ -317,11 +423,7 @@ class LeanHTTPChannel(TwistedProtocol):
         if request.lost:
             return
         self._send(request, body)
-        if self._paused:
-            self._paused = False
-            self._tcp.resumeProducing()
-        if self._buffer:
-            self._process()
+        self._process()
 
     def _send(self, request: LeanRequest, body: bytes) -> None:
         code = request.code
@@ -352,13 +454,16 @@ class LeanHTTPChannel(TwistedProtocol):
     def _hand_over(self) -> None:
         """From this request on, twisted.web's channel serves the connection."""
         self._cancel_idle_timer()
-        if self._paused:
-            self._paused = False
+        self._tcp.unregisterProducer()  # twisted.web's channel registers itself
+        if self._reading_paused:
+            self._reading_paused = False
             self._tcp.resumeProducing()
         channel = self.site.build_twisted_channel(self.addr)
         self._delegate = channel
         channel.makeConnection(self._tcp)
-        data, self._buffer = self._buffer, b""
+        data = bytes(self._buffer)
+        self._buffer = bytearray()
+        self._head = None
         if data:
             channel.dataReceived(data)
 

@@ -256,3 +256,87 @@ def test_oversized_header_block_is_handed_over_and_refused():
     assert isinstance(channel, LeanHTTPChannel)
     assert channel._delegate is not None
     assert transport.disconnecting
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(b"GET /fast/a?x=\nSet-Cookie:evil=1 HTTP/1.1\r\n\r\n", id="LF in target"),
+        pytest.param(b"GET /fast/\xc3\xa9 HTTP/1.1\r\n\r\n", id="raw non-ASCII target"),
+        pytest.param(
+            b"GET /fast/a HTTP/1.1\r\nX: y\nContent-Length: 30\r\n\r\n" + b"x" * 30,
+            id="bare LF in a header",
+        ),
+        pytest.param(b"GET /fast/a HTTP/1.1\r\nX: y\rZ: 5\r\n\r\n", id="bare CR in a header"),
+        pytest.param(b"GET /fast/a HTTP/1.1\r\nX: a\x00b\r\n\r\n", id="NUL in a header"),
+        pytest.param(b"GET /fast/a HTTP/1.1\r\nX(: y\r\n\r\n", id="header name not a token"),
+        pytest.param(
+            b"GET /fast/a HTTP/1.1\r\n" + b"X-H: v\r\n" * 501 + b"\r\n", id="too many headers"
+        ),
+        pytest.param(
+            b"GET /fast/a HTTP/1.1\r\nX-Big: " + b"b" * 17_000 + b"\r\n\r\n",
+            id="long header block in one piece",
+        ),
+    ],
+)
+def test_what_could_be_read_two_ways_is_left_to_twisted_web(request_bytes):
+    """Bytes that parsers disagree on (request smuggling, header
+    injection) never take the short path; twisted.web refuses them."""
+    root, channel, transport, _ = _connect()
+    channel.dataReceived(request_bytes)
+
+    assert channel._delegate is not None
+    assert root.seen == []
+    assert transport.value().startswith(b"HTTP/1.1 400") or transport.disconnecting
+
+
+def test_a_line_break_in_a_header_value_does_not_start_a_header():
+    root, channel, transport, _ = _connect()
+    channel.dataReceived(b"GET /fast/later HTTP/1.1\r\n\r\n")
+    request, d = root.later[0]
+    request.setHeader(b"Location", b"http://leader/x\r\nSet-Cookie: evil=1")
+
+    d.callback(b"")
+
+    assert b"\r\nSet-Cookie" not in transport.value()
+    assert b"Location: http://leader/x Set-Cookie: evil=1\r\n" in transport.value()
+
+
+def test_the_header_block_is_parsed_once_however_the_body_arrives(monkeypatch):
+    """A large body arriving in small pieces costs time in proportion to
+    its size: the head is not parsed again for every piece."""
+    _, channel, transport, _ = _connect(body_bytes_max=100_000)
+    calls = []
+    parse = channel._parse_head
+    monkeypatch.setattr(channel, "_parse_head", lambda: calls.append(1) or parse())
+    body = b"x" * 90_000
+    channel.dataReceived(b"PUT /fast/k HTTP/1.1\r\nContent-Length: 90000\r\n\r\n")
+    for i in range(0, len(body), 1000):
+        channel.dataReceived(body[i : i + 1000])
+
+    assert len(calls) == 1
+    ((status, _, answer),) = _answers(transport.value())
+    assert status == b"HTTP/1.1 200 OK" and answer.endswith(body)
+
+
+def test_a_client_that_stops_reading_stops_being_served():
+    """The transport's send buffer is full: no more requests are served,
+    and reading stops, until it drains."""
+    root, channel, transport, _ = _connect()
+    assert transport.producer is channel
+    channel.pauseProducing()  # what the transport does when its buffer fills
+    channel.dataReceived(b"GET /fast/a HTTP/1.1\r\n\r\nGET /fast/b HTTP/1.1\r\n\r\n")
+
+    assert root.seen == []
+    assert transport.producerState == "paused"
+
+    channel.resumeProducing()
+
+    assert len(_answers(transport.value())) == 2
+    assert transport.producerState == "producing"
+
+
+def test_hand_over_unregisters_the_lean_channel_as_producer():
+    _, channel, transport, _ = _connect()
+    channel.dataReceived(b"GET /other HTTP/1.1\r\n\r\n")
+    assert transport.producer is not channel
