@@ -12,8 +12,12 @@ mounts it (``/raft``, beside the client API's ``/v1`` on the same port)::
         503  transport stopped
     anything else under /raft: 404 JSON
 
-Client side: treq's ``HTTPClient`` over an injected ``IAgent`` (by default
-an ``Agent`` with a persistent ``HTTPConnectionPool``). Messages to one
+Client side: by default our own lean HTTP/1.1 client
+(:mod:`graft.transport._http_client`: persistent connections, at most
+``in_flight_max`` per peer, each request written at once and its answer
+parsed from the bytes), since twisted.web's ``Agent`` cost the leader a
+sixth of its CPU; with an ``IAgent`` injected (tests that keep the network
+in memory), treq's ``HTTPClient`` over it. Messages to one
 peer sent within one reactor turn share a request, cut to a byte budget;
 up to ``in_flight_max`` requests per peer are out at once; beyond that
 messages queue, boundedly (see :mod:`graft.transport._outbox`). Failures
@@ -34,7 +38,6 @@ from klein import Klein
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
-from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgent, IBodyProducer
 from twisted.web.resource import IResource
 from twisted.web.server import Request
@@ -42,6 +45,7 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 
 from graft.raft.messages import NodeId
 from graft.transport._admission import refusal, token_matches
+from graft.transport._http_client import LeanHTTPClient
 from graft.transport._outbox import OutboxLimits
 from graft.transport._peers import Peer, PeerStats, PeerTransport
 
@@ -124,7 +128,7 @@ class HTTPTransport(PeerTransport[Peer, str]):
     on which peers send theirs.
 
     ``reactor`` must provide ``IReactorTime`` (and, when no ``agent`` is
-    given, what ``twisted.web.client.Agent`` needs: ``IReactorTCP``).
+    given, what the lean client connects with: ``IReactorTCP``).
     ``cluster_token`` is shared by all members and sent in
     ``X-Graft-Cluster-Token``; ``cluster_id`` travels in every envelope.
     """
@@ -149,13 +153,18 @@ class HTTPTransport(PeerTransport[Peer, str]):
     ) -> None:
         super().__init__(reactor, node_id, cluster_id, cluster_token, receive, initial_members)
         self.settings = settings if settings is not None else HTTPTransportSettings()
-        self._pool: HTTPConnectionPool | None = None
+        self._lean: LeanHTTPClient | None = None
+        self._client: HTTPClient | None = None
         if agent is None:
-            self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
-            self._pool.maxPersistentPerHost = self.settings.outbox.in_flight_max
-            agent = Agent(reactor, pool=self._pool)  # type: ignore[no-untyped-call, assignment]
-        producer: Any = _BytesProducer
-        self._client = HTTPClient(agent, data_to_body_producer=producer)  # type: ignore[arg-type]
+            # As many connections per peer as requests may be in flight to it.
+            self._lean = LeanHTTPClient(reactor, max_connections=self.settings.outbox.in_flight_max)
+        else:
+            producer: Any = _BytesProducer
+            self._client = HTTPClient(agent, data_to_body_producer=producer)
+        self._headers = [
+            (b"Content-Type", CONTENT_TYPE.encode("ascii")),
+            (CLUSTER_TOKEN_HEADER.encode("ascii"), self._token),
+        ]
         self._app = self._build_app()
         self.set_peers(peers or {})
 
@@ -170,8 +179,8 @@ class HTTPTransport(PeerTransport[Peer, str]):
 
     async def _stop(self) -> None:
         await self._stop_sending()
-        if self._pool is not None:
-            await self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+        if self._lean is not None:
+            await self._lean.close()
         self._maybe_notify_idle()
 
     # --- Client side --------------------------------------------------------
@@ -183,6 +192,12 @@ class HTTPTransport(PeerTransport[Peer, str]):
         return Deferred.fromCoroutine(self._request(url, body))
 
     async def _request(self, url: str, body: bytes) -> None:
+        if self._lean is not None:
+            status, answer = await self._lean.post(url, self._headers, body)
+            if status != 204:
+                raise _RequestFailed(status, _error_text(answer), _json_or_none(answer))
+            return
+        assert self._client is not None
         response = await self._client.post(
             url,
             data=body,
