@@ -331,7 +331,7 @@ def run_node(settings: Any) -> int:
     observers: list[Any] = [log_observer(settings.log_level, sys.stderr), watch]
     globalLogBeginner.beginLoggingTo(observers, redirectStandardIO=False)
     try:
-        service: Any = make_node_service(settings, reactor)
+        service: Any = make_node_service(settings, reactor, own_process=True)
     except Exception as e:  # a refused data directory, an unsupported setting
         fail(f"node {settings.id}: {e}", EXIT_REFUSED)
 

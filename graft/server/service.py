@@ -32,6 +32,7 @@ from twisted.web.server import Request, Site
 
 from graft.kv import KVStore
 from graft.raft import Configuration, Member, RaftConfig
+from graft.server import heap
 from graft.server.api import ClientAPI
 from graft.server.bootstrap import start_point
 from graft.server.driver import DurableLog, RaftDriver
@@ -159,8 +160,12 @@ class NodeService(MultiService):
         listener: Service | None,
         data_dir: DataDir | None = None,
         peer_listener: Service | None = None,
+        own_process: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        #: The node is its process's one job: settle the heap once started
+        #: (graft.server.heap).
+        self.own_process = own_process
         self.settings = settings
         self.driver = driver
         self.api = api
@@ -177,6 +182,20 @@ class NodeService(MultiService):
             peer_listener.setServiceParent(self)  # type: ignore[no-untyped-call]
         if listener is not None:
             listener.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def startService(self) -> None:
+        super().startService()  # type: ignore[no-untyped-call]
+        if self.own_process:
+            # After this turn: the start-up's own garbage is gone by then.
+            self.driver.clock.callLater(0, self._settle_heap)
+
+    def _settle_heap(self) -> None:
+        frozen = heap.settle()
+        self.log.debug(
+            "node {node_id}: {frozen} objects from start-up frozen out of garbage collection",
+            node_id=self.settings.id,
+            frozen=frozen,
+        )
 
     def stopService(self) -> Deferred[None]:
         """Stop the children one at a time, in reverse order."""
@@ -221,7 +240,9 @@ def _listener(reactor: Any, description: str, factory: Any) -> Service:
     return listener
 
 
-def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
+def make_node_service(
+    settings: NodeSettings, reactor: Any, *, own_process: bool = False
+) -> NodeService:
     """Build the node that ``settings`` describe, ready to start.
 
     Opens (creating if needed) the data directory now, so a directory of
@@ -229,7 +250,8 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
     :class:`graft.storage.IdentityMismatch` (a damaged one with
     ``StorageCorruption``); the listener binds when the service starts.
     ``reactor`` provides time, threads and TCP (the global reactor, from
-    the entry points only)."""
+    the entry points only). ``own_process``: the node is all its process
+    does (the entry points), see graft.server.heap."""
     start = start_point(
         settings, initial=initial_configuration(settings), cluster_id_for=cluster_id_for
     )
@@ -310,6 +332,7 @@ def make_node_service(settings: NodeSettings, reactor: Any) -> NodeService:
         listener=listener,
         data_dir=data_dir,
         peer_listener=peer_listener,
+        own_process=own_process,
     )
     watch.setServiceParent(service)  # type: ignore[no-untyped-call]
     return service

@@ -194,7 +194,7 @@ FAKE_SERVER = textwrap.dedent(
             super().stopService()
             print("stopped", flush=True)
 
-    def make_node_service(settings, reactor):
+    def make_node_service(settings, reactor, own_process=False):
         node = service.MultiService()
         Announcing().setServiceParent(node)
         strports.service(settings.listen, Factory.forProtocol(Protocol)).setServiceParent(node)

@@ -87,9 +87,11 @@ def test_bad_flags_raise_usage_error_with_one_line(args, message):
 
 def test_make_service_calls_make_node_service(monkeypatch):
     made = []
+    owns = []
 
-    def make_node_service(settings, reactor):
+    def make_node_service(settings, reactor, own_process=False):
         made.append(settings)
+        owns.append(own_process)
         return MultiService()
 
     monkeypatch.setattr(graft.server, "make_node_service", make_node_service, raising=False)
@@ -97,6 +99,7 @@ def test_make_service_calls_make_node_service(monkeypatch):
     service = graft_maker().makeService(options)
     assert isinstance(service, MultiService)
     assert made == [options.settings]
+    assert owns == [True]  # the daemon's node has the process to itself
 
 
 def test_twist_prints_config_errors_without_traceback(tmp_path):

@@ -79,3 +79,42 @@ def test_node_starts_listens_and_stops_cleanly(tmp_path):
     # Restarted on the same directory, the node has its data back.
     again = make_node_service(settings(tmp_path, peers=()), _Reactor())
     assert again.driver.node.last_index >= 2
+
+
+@pytest.mark.parametrize("own_process", [True, False])
+def test_a_node_in_its_own_process_settles_the_heap_once_started(
+    tmp_path, monkeypatch, own_process
+):
+    """graft.server.heap: the entry points' node freezes start-up's objects
+    out of garbage collection after its first turn; a node built by
+    anyone else (a test starting many) leaves the collector alone."""
+    settled: list[bool] = []
+    monkeypatch.setattr("graft.server.heap.settle", lambda: settled.append(True) or 0)
+    reactor = _Reactor()
+    service = make_node_service(settings(tmp_path, peers=()), reactor, own_process=own_process)
+    service.startService()
+    assert settled == []
+
+    reactor.advance(0)
+
+    assert settled == ([True] if own_process else [])
+    service.stopService()
+    reactor.advance(1.0)
+
+
+def test_settle_freezes_what_survives_a_collection():
+    import gc
+
+    from graft.server import heap
+
+    class Survivor:
+        pass
+
+    kept = Survivor()
+    try:
+        frozen = heap.settle()
+        assert frozen == gc.get_freeze_count() > 0
+        assert not any(o is kept for o in gc.get_objects(generation=2))
+    finally:
+        gc.unfreeze()
+    assert any(o is kept for o in gc.get_objects())

@@ -99,7 +99,7 @@ def makeService(options: Options) -> IService:
     from graft.server import make_node_service
 
     try:
-        service: Any = make_node_service(options.settings, reactor)
+        service: Any = make_node_service(options.settings, reactor, own_process=True)
     except Exception as e:
         sys.stderr.write(f"graft: node {options.settings.id}: {e}\n")
         raise SystemExit(1) from None
