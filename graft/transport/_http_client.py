@@ -142,7 +142,7 @@ class _ResponseParser:
 
     def __init__(self, body_bytes_max: int) -> None:
         self._body_bytes_max = body_bytes_max
-        self._buffer = b""
+        self._buffer = bytearray()
         self._state = _HEAD
         self._body: list[bytes] = []
         self._body_length = 0
@@ -162,16 +162,28 @@ class _ResponseParser:
         return self._state == _UNTIL_EOF
 
     def feed(self, data: bytes) -> bool:
-        buf = self._buffer + data if self._buffer else data
-        self._buffer = b""
+        if self._buffer:
+            # A line or head is still incomplete: add to it in place and
+            # look for its end only in what is new, so a head trickling in
+            # byte by byte costs time in proportion to its size.
+            self._buffer += data
+            delimiter = b"\r\n\r\n" if self._state == _HEAD else b"\r\n"
+            if self._state in (_HEAD, _CHUNK_SIZE, _TRAILERS):
+                start = max(0, len(self._buffer) - len(data) - len(delimiter) + 1)
+                if self._buffer.find(delimiter, start) < 0:
+                    self._check_partial(len(self._buffer))
+                    return False
+            buf = bytes(self._buffer)
+            self._buffer = bytearray()
+        else:
+            buf = data
         while True:
             state = self._state
             if state == _HEAD:
                 end = buf.find(b"\r\n\r\n")
                 if end < 0:
-                    if len(buf) > HEAD_BYTES_MAX:
-                        raise MalformedResponse(f"response head over {HEAD_BYTES_MAX} bytes")
-                    self._buffer = buf
+                    self._check_partial(len(buf))
+                    self._buffer = bytearray(buf)
                     return False
                 self._read_head(buf[:end])
                 buf = buf[end + 4 :]
@@ -188,15 +200,14 @@ class _ResponseParser:
             elif state == _CHUNK_SIZE:
                 end = buf.find(b"\r\n")
                 if end < 0:
-                    if len(buf) > _CHUNK_LINE_MAX:
-                        raise MalformedResponse("chunk size line too long")
-                    self._buffer = buf
+                    self._check_partial(len(buf))
+                    self._buffer = bytearray(buf)
                     return False
                 self._read_chunk_size(buf[:end])
                 buf = buf[end + 2 :]
             elif state == _CHUNK_END:
                 if len(buf) < 2:
-                    self._buffer = buf
+                    self._buffer = bytearray(buf)
                     return False
                 if buf[:2] != b"\r\n":
                     raise MalformedResponse("chunk data not followed by CRLF")
@@ -205,9 +216,8 @@ class _ResponseParser:
             elif state == _TRAILERS:
                 end = buf.find(b"\r\n")
                 if end < 0:
-                    if self._trailer_bytes + len(buf) > HEAD_BYTES_MAX:
-                        raise MalformedResponse(f"trailers over {HEAD_BYTES_MAX} bytes")
-                    self._buffer = buf
+                    self._check_partial(len(buf))
+                    self._buffer = bytearray(buf)
                     return False
                 line = buf[:end]
                 buf = buf[end + 2 :]
@@ -227,6 +237,16 @@ class _ResponseParser:
             else:  # _DONE
                 self.leftover = buf
                 return True
+
+    def _check_partial(self, size: int) -> None:
+        """``size`` bytes of an unfinished head or line are buffered."""
+        state = self._state
+        if state == _HEAD and size > HEAD_BYTES_MAX:
+            raise MalformedResponse(f"response head over {HEAD_BYTES_MAX} bytes")
+        if state == _CHUNK_SIZE and size > _CHUNK_LINE_MAX:
+            raise MalformedResponse("chunk size line too long")
+        if state == _TRAILERS and self._trailer_bytes + size > HEAD_BYTES_MAX:
+            raise MalformedResponse(f"trailers over {HEAD_BYTES_MAX} bytes")
 
     def _grow(self, size: int) -> None:
         self._body_length += size
@@ -260,7 +280,11 @@ class _ResponseParser:
             name = name.lower()
             value = value.strip()
             if name == b"content-length":
-                if not value.isdigit() or (length is not None and value != length):
+                if (
+                    not value.isdigit()
+                    or len(value) > 18
+                    or (length is not None and value != length)
+                ):
                     raise MalformedResponse(f"bad Content-Length {value[:40]!r}")
                 length = value
             elif name == b"transfer-encoding":
@@ -494,9 +518,14 @@ class LeanHTTPClient:
     def _start(self, request: _Request) -> None:
         key = request.key
         idle = self._idle.get(key)
-        if idle:
-            idle.pop().send(request)
-        elif self._open.get(key, 0) < self.max_connections:
+        while idle:
+            connection = idle.pop()
+            # One being closed (by close(), or after stray bytes) stays
+            # listed until its connectionLost: not for a new request.
+            if not connection.closing:
+                connection.send(request)
+                return
+        if self._open.get(key, 0) < self.max_connections:
             self._connect(request)
         else:
             self._waiting.setdefault(key, deque()).append(request)

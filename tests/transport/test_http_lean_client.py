@@ -520,6 +520,7 @@ def test_cancelling_a_waiting_request_leaves_the_queue() -> None:
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXY",
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
         b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000,
+        b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
     ],
 )
 def test_malformed_responses_fail_and_drop_the_connection(answer: bytes) -> None:
@@ -540,3 +541,56 @@ async def test_a_host_name_is_resolved(
 ) -> None:
     url = listen(CountingSite(Answering())).replace("127.0.0.1", "localhost")
     assert await wait(client.post(url, HEADERS, b"x")) == (204, b"")
+
+
+def test_a_head_arriving_byte_by_byte_is_read_whole() -> None:
+    """The end of a head is found wherever the pieces cut it, also when
+    its CRLFs straddle two pieces."""
+    memory = MemoryReactor()
+    client = LeanHTTPClient(memory)
+    d = client.post("http://10.0.0.2:8080/m", HEADERS, b"1")
+    protocol, _ = connect(memory, client)
+    answer = (
+        b"HTTP/1.1 200 OK\r\n"
+        + b"X-Pad: " + b"p" * 5000 + b"\r\n"
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"3;ext=1\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )  # fmt: skip
+    for i in range(len(answer)):
+        protocol.dataReceived(answer[i : i + 1])
+    assert d.result == (200, b"abc")
+
+
+def test_a_connection_being_closed_takes_no_new_request() -> None:
+    """close() lets idle connections go, but TCP reports them lost only
+    later: a post meanwhile opens a new connection instead of failing."""
+    memory = MemoryReactor()
+    client = LeanHTTPClient(memory, max_connections=2)
+    first = client.post("http://10.0.0.2:8080/m", HEADERS, b"1")
+    protocol, transport = connect(memory, client)
+    protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+    assert first.result == (204, b"")
+    client.close()
+    assert transport.disconnecting  # but connectionLost has not come yet
+
+    second = client.post("http://10.0.0.2:8080/m", HEADERS, b"2")
+
+    assert not second.called
+    assert len(memory.tcpClients) == 2
+    assert transport.value().count(b"POST") == 1
+
+
+def test_stray_bytes_retire_an_idle_connection() -> None:
+    memory = MemoryReactor()
+    client = LeanHTTPClient(memory, max_connections=2)
+    first = client.post("http://10.0.0.2:8080/m", HEADERS, b"1")
+    protocol, transport = connect(memory, client)
+    protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+    assert first.result == (204, b"")
+    protocol.dataReceived(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+
+    second = client.post("http://10.0.0.2:8080/m", HEADERS, b"2")
+
+    assert not second.called
+    assert len(memory.tcpClients) == 2
+    assert transport.value().count(b"POST") == 1
