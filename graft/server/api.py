@@ -141,7 +141,6 @@ class ClientAPI:
         raise error
 
     async def _wait(self, request: Request, d: Deferred[Any], what: str) -> Any:
-        d.addTimeout(self.request_timeout_seconds, self.driver.clock)
         try:
             return await d
         except (NotLeader, Unavailable, TimeoutError, CancelledError) as e:
@@ -201,7 +200,11 @@ class ClientAPI:
         if self.driver.node.role is not Role.LEADER:
             self._check_failed()
             raise self._redirect_or_unavailable(request)
-        result: ApplyResult = await self._wait(request, self.driver.propose(data), "write")
+        result: ApplyResult = await self._wait(
+            request,
+            self.driver.propose(data, timeout_seconds=self.request_timeout_seconds),
+            "write",
+        )
         if result.outcome is Outcome.OK:
             return result
         if result.outcome is Outcome.PRECONDITION_FAILED:
@@ -233,7 +236,9 @@ class ClientAPI:
         if self.driver.node.role is not Role.LEADER:
             self._check_failed()
             raise self._redirect_or_unavailable(request)
-        await self._wait(request, self.driver.read_barrier(), "read")
+        await self._wait(
+            request, self.driver.read_barrier(timeout_seconds=self.request_timeout_seconds), "read"
+        )
 
     def _body(self, request: Request) -> bytes:
         """The request body, after the length checks (411, 413, 400)."""

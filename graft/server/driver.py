@@ -24,7 +24,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredLock, succeed
+from twisted.internet.defer import Deferred, DeferredLock, TimeoutError, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -99,6 +99,8 @@ class _PendingWrite:
     index: int
     term: int
     done: Deferred[ApplyResult]
+    #: When to give up waiting (clock seconds), or None for never.
+    deadline: float | None = None
 
 
 def _silence(failure: Failure) -> None:
@@ -167,6 +169,8 @@ class RaftDriver:
         self._idle_waiters: list[Deferred[None]] = []
         self._writes: dict[int, _PendingWrite] = {}
         self._reads: dict[Hashable, Deferred[None]] = {}
+        #: Reads that give up at a deadline (clock seconds).
+        self._read_deadlines: dict[Hashable, float] = {}
         self._read_ids = itertools.count(1)
         self._role: Role | None = None
         self._leader_id: NodeId | None = None
@@ -285,6 +289,7 @@ class RaftDriver:
         return self.failed_reason is None and not self._stopping
 
     def tick(self) -> None:
+        self._expire_waiters()
         if not self.accepting:
             return
         self.node.tick()
@@ -297,12 +302,15 @@ class RaftDriver:
         self.node.step(message)
         self._kick()
 
-    def propose(self, data: bytes) -> Deferred[ApplyResult]:
+    def propose(
+        self, data: bytes, *, timeout_seconds: float | None = None
+    ) -> Deferred[ApplyResult]:
         """Propose a command; fires with its ApplyResult once applied here.
 
         Fails at once with NotLeader (carrying who is) or Unavailable;
         later with LeadershipChanged if another leader's entry took its
-        index."""
+        index, or with TimeoutError once ``timeout_seconds`` passed (to
+        within a tick; the entry may still commit)."""
         try:
             self._check_accepting()
             index = self.node.propose(data)
@@ -318,13 +326,17 @@ class RaftDriver:
             overwritten.done.errback(
                 LeadershipChanged("leadership changed before the write committed, retry")
             )
-        self._writes[index] = _PendingWrite(index=index, term=self.node.term, done=done)
+        deadline = None if timeout_seconds is None else self.clock.seconds() + timeout_seconds
+        self._writes[index] = _PendingWrite(
+            index=index, term=self.node.term, done=done, deadline=deadline
+        )
         self._kick()
         return done
 
-    def read_barrier(self) -> Deferred[None]:
+    def read_barrier(self, *, timeout_seconds: float | None = None) -> Deferred[None]:
         """Fires once the state machine may serve a linearizable read
-        (ReadIndex, thesis §6.4): read ``kv`` in the callback."""
+        (ReadIndex, thesis §6.4): read ``kv`` in the callback. Fails with
+        TimeoutError once ``timeout_seconds`` passed (to within a tick)."""
         try:
             self._check_accepting()
             request_id = next(self._read_ids)
@@ -333,6 +345,8 @@ class RaftDriver:
             return _failed(e)
         done: Deferred[None] = Deferred()
         self._reads[request_id] = done
+        if timeout_seconds is not None:
+            self._read_deadlines[request_id] = self.clock.seconds() + timeout_seconds
         self._kick()
         return done
 
@@ -424,12 +438,15 @@ class RaftDriver:
         for entry in ready.committed_entries:
             self._apply(entry)
         # 6. Reads confirmed by a quorum and covered by what was applied.
+        deadlines = self._read_deadlines
         for read in ready.reads:
+            deadlines.pop(read.request_id, None)
             waiting = self._reads.pop(read.request_id, None)
             if waiting is not None:
                 assert read.index <= self.kv.applied_index, (read, self.kv.applied_index)
                 waiting.callback(None)
         for request_id in ready.failed_reads:
+            deadlines.pop(request_id, None)
             waiting = self._reads.pop(request_id, None)
             if waiting is not None:
                 waiting.errback(LeadershipChanged("leadership changed during the read, retry"))
@@ -521,6 +538,29 @@ class RaftDriver:
             waiting.done.errback(
                 LeadershipChanged("leadership changed before the write committed, retry")
             )
+
+    def _expire_waiters(self) -> None:
+        """Fail the writes and reads that waited past their deadline. One
+        sweep a tick costs less than a timer per request (addTimeout took
+        a tenth of a key read's time on the leader)."""
+        now = self.clock.seconds()
+        if self._writes:
+            expired = [
+                index
+                for index, write in self._writes.items()
+                if write.deadline is not None and write.deadline <= now
+            ]
+            for index in expired:
+                self._writes.pop(index).done.errback(
+                    TimeoutError(f"write at index {index} not applied in time")
+                )
+        if self._read_deadlines:
+            late = [r for r, deadline in self._read_deadlines.items() if deadline <= now]
+            for request_id in late:
+                del self._read_deadlines[request_id]
+                waiting = self._reads.pop(request_id, None)
+                if waiting is not None:
+                    waiting.errback(TimeoutError("read not confirmed in time"))
 
     def _fail_overwritten_writes(self) -> None:
         """Fail writes whose entry is no longer in the log with their term:
@@ -755,6 +795,7 @@ class RaftDriver:
     def _fail_waiters(self, error: Exception) -> None:
         writes, self._writes = self._writes, {}
         reads, self._reads = self._reads, {}
+        self._read_deadlines = {}
         for index in sorted(writes):
             writes[index].done.errback(error)
         for d in reads.values():

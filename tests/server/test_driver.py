@@ -4,6 +4,8 @@ failure stops acknowledgements (STYLE.md §3, ready.py's contract)."""
 
 from __future__ import annotations
 
+from twisted.internet.defer import TimeoutError
+
 from graft.raft import Role
 from tests.server.helpers import Cluster, has_result
 
@@ -78,6 +80,36 @@ def test_write_times_out_with_503_when_no_majority_answers():
     assert answer.code in (503, 307)
     if answer.code == 503:
         assert answer.header("Retry-After")
+
+
+def test_write_and_read_past_their_deadline_fail_with_a_timeout():
+    """Cut off from its followers but still leading (check-quorum has not
+    deposed it yet), the leader fails the waiting write and read once
+    their time is up, and answers 503 saying the outcome is unknown."""
+    cluster = Cluster(request_timeout_seconds=0.2)
+    cluster.start()
+    leader = cluster.elect()
+    others = [n.node_id for n in cluster.nodes.values() if n is not leader]
+    cluster.network.isolate(leader.node_id, others)
+    write = leader.driver.propose(b"x", timeout_seconds=0.2)
+    read = leader.driver.read_barrier(timeout_seconds=0.2)
+    forever = leader.driver.propose(b"y")
+    answer = cluster.pending(leader, "PUT", "/v1/kv/k", data=b"1")
+    errors: list[Exception] = []
+    for d in (write, read, forever):
+        d.addErrback(lambda f: errors.append(f.value))
+
+    cluster.run(0.1)
+    assert errors == []
+    cluster.run(0.2)
+
+    assert leader.driver.node.role is Role.LEADER
+    assert [type(e) for e in errors] == [TimeoutError, TimeoutError]
+    assert not forever.called
+    reply = cluster.answer_of(leader, answer)
+    assert reply.code == 503
+    assert "timed out after 0.2s" in reply.json()["error"]
+    assert reply.header("Retry-After") == "1"
 
 
 def test_storage_failure_stops_acknowledging_and_shows_in_status():
