@@ -242,10 +242,13 @@ class RaftNode(LeaderMixin):
             self._tick_leader()
             return
         self._election_elapsed += 1
-        if self._election_elapsed >= self._randomized_timeout:
+        if self._election_elapsed >= self._randomized_timeout and self.is_voter:
             self._election_elapsed = 0
-            if self.is_voter:
-                self._campaign(pre_vote=self.config.pre_vote)
+            self._campaign(pre_vote=self.config.pre_vote)
+        # A node that is no voter in its own configuration keeps counting:
+        # its lease (step) must run out once its leader falls silent, or it
+        # would ignore forever the vote requests of servers whose
+        # configuration still counts it as a voter.
 
     def propose(self, data: bytes) -> int:
         """Append a client command; returns its index. The command is

@@ -98,6 +98,32 @@ def test_follower_out_of_lease_grants_votes_again():
     assert [m.vote_granted for m in ready.messages_after_persist] == [True]
 
 
+def test_non_voter_out_of_lease_grants_votes_again():
+    """A server that is no voter in its own configuration (a learner, or
+    removed by an entry the others lack) but a voter in another server's
+    must not stay in lease forever: its election timer, which never starts
+    a campaign, must still run out (else elections could stall for good;
+    simulator seeds 500123 and 502782)."""
+    cluster = Cluster(voters=(1, 2, 3), learners=(4,))
+    leader = cluster.elect(1)
+    learner = cluster.nodes[4]
+    assert learner.leader_id == 1
+    # Exactly one randomized timeout: where a timer that restarts without
+    # campaigning would be back at zero, in lease again.
+    for _ in range(learner._randomized_timeout):
+        learner.tick()
+    drain(learner)
+
+    learner.step(
+        RequestVote(source=2, target=4, term=leader.term + 1, last_log_index=99, last_log_term=99)
+    )
+    ready = drain(learner)
+
+    assert "vote_ignored_in_lease" not in [f.name for f in ready.facts]
+    assert learner.term == leader.term + 1
+    assert [m.vote_granted for m in ready.messages_after_persist] == [True]
+
+
 def test_leadership_transfer_vote_passes_the_lease():
     """Thesis §3.10: a vote request marked as a leadership transfer is
     answered even by a follower in lease."""

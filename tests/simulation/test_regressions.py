@@ -92,6 +92,46 @@ REGRESSIONS: list[tuple[str, int, int, str, str]] = [
         " (graft.raft.node) now takes no chunk while a finished snapshot awaits its"
         " Ready; the leader resends it.",
     ),
+    (
+        "non_voter_lease_runs_out",
+        500123,
+        5000,
+        "profile=swarm voters=3 spares=2 election_timeout_ticks=10"
+        " heartbeat_interval_ticks=2 append_entries_max=2 inflight_messages_max=4"
+        " snapshot_chunk_bytes=16 learner_promotion_lag_max=64 pre_vote=True"
+        " check_quorum=True loss=0.2046943949053096 duplication=0.0 delay_min_ticks=1"
+        " delay_max_ticks=3 partition_rate=0.00523541676427004 partition_min_ticks=10"
+        " partition_max_ticks=20 persist_min_ticks=1 persist_max_ticks=4 crash_rate=0.0"
+        " torn_write=0.5 down_min_ticks=10 down_max_ticks=60"
+        " pause_rate=0.005706929023677816 short_reign_rate=0.0 short_reign_max_ticks=30"
+        " max_down=1 propose_rate=0.5 read_rate=0.0 membership_rate=0.04091867727756531"
+        " transfer_rate=0.007422336992478445 compact_rate=0.0 keys=3",
+        "A server that was no voter in its own configuration (removed or a learner by"
+        " an entry the others lacked) restarted its election timer without"
+        " campaigning, so it stayed in lease and ignored the vote requests of the"
+        " servers that still counted it as a voter: no leader after healing. Such a"
+        " server's timer now runs on (graft.raft.node tick).",
+    ),
+    (
+        "non_voter_lease_runs_out_too",
+        502782,
+        5000,
+        "profile=swarm voters=3 spares=2 election_timeout_ticks=6"
+        " heartbeat_interval_ticks=2 append_entries_max=8 inflight_messages_max=1"
+        " snapshot_chunk_bytes=1048576 learner_promotion_lag_max=64 pre_vote=True"
+        " check_quorum=True loss=0.04788623367611265 duplication=0.020728160716883593"
+        " delay_min_ticks=2 delay_max_ticks=3 partition_rate=0.05 partition_min_ticks=6"
+        " partition_max_ticks=12 persist_min_ticks=0 persist_max_ticks=0 crash_rate=0.0"
+        " torn_write=0.5 down_min_ticks=6 down_max_ticks=36"
+        " pause_rate=0.0021213112796113266 short_reign_rate=0.3 short_reign_max_ticks=2"
+        " max_down=1 propose_rate=1.0 read_rate=0.0 membership_rate=0.038370658707761685"
+        " transfer_rate=0.0 compact_rate=0.0015069774540614478 keys=8",
+        "A server that was no voter in its own configuration (removed or a learner by"
+        " an entry the others lacked) restarted its election timer without"
+        " campaigning, so it stayed in lease and ignored the vote requests of the"
+        " servers that still counted it as a voter: no leader after healing. Such a"
+        " server's timer now runs on (graft.raft.node tick).",
+    ),
 ]
 
 
