@@ -546,9 +546,16 @@ def _query_value(request: Request, name: bytes) -> str | None:
         raise _Refused(400, f"query parameter {name.decode()} is not valid UTF-8") from None
 
 
+def _header_text(request: Request, name: bytes) -> str | None:
+    """Header ``name`` as text, whatever its bytes (twisted.web's str
+    lookup raises on a value that is not UTF-8)."""
+    value: bytes | None = request.getHeader(name)
+    return None if value is None else value.decode("latin-1")
+
+
 def _if_match(request: Request) -> int | None:
     """The revision of an ``If-Match: "R"`` header, or None if absent."""
-    header = request.getHeader("if-match")
+    header = _header_text(request, b"if-match")
     if header is None:
         return None
     text = header.strip()
@@ -560,7 +567,7 @@ def _if_match(request: Request) -> int | None:
 
 
 def _if_none_match(request: Request) -> bool:
-    header = request.getHeader("if-none-match")
+    header = _header_text(request, b"if-none-match")
     if header is None:
         return False
     if header.strip() == "*":

@@ -78,3 +78,27 @@ def test_site_stops_buffering_a_body_past_the_limit():
     assert request.body_too_large
     request.content.seek(0)
     assert len(request.content.read()) == 8
+
+
+@pytest.mark.parametrize(
+    "path_headers",
+    [
+        pytest.param({}, id="lean channel"),
+        # Expect makes the lean channel hand the request to twisted.web.
+        pytest.param({b"Expect": b"100-continue"}, id="twisted.web"),
+    ],
+)
+@pytest.mark.parametrize(
+    "headers",
+    [{b"If-Match": b'"\xff"'}, {b"If-None-Match": b"\xff\xfe"}],
+    ids=["If-Match", "If-None-Match"],
+)
+def test_condition_headers_that_are_not_utf8_get_a_400(cluster, path_headers, headers):
+    leader = cluster.leader()
+    before = leader.kv.revision
+    answer = cluster.request(
+        leader, "PUT", "/v1/kv/k", data=b"1", headers={**headers, **path_headers}
+    )
+    assert answer.code == 400, answer.body
+    assert "bad If-" in answer.json()["error"]
+    assert leader.kv.revision == before
