@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from klein import Klein
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError, succeed
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -45,6 +45,8 @@ from graft.server.snapshots import SnapshotInProgress, SnapshotProducer
 __all__ = ["ClientAPI"]
 
 _KV_PREFIX = b"/v1/kv/"
+#: Revisions are signed 64-bit integers (graft.kv stores them so).
+_REVISION_LIMIT = 1 << 63
 _JSON = b"application/json"
 
 
@@ -159,6 +161,10 @@ class ClientAPI:
             answer = self._kv_key_answer(request)
         except _Refused as e:
             return succeed(_refused_answer(request, e))
+        except Exception:
+            # A bug: answered as the failure of a Deferred would be (503,
+            # logged), whichever channel serves the request.
+            return fail()
         if isinstance(answer, bytes):
             return succeed(answer)
         return answer.addErrback(_refused_failure, request)
@@ -561,9 +567,12 @@ def _if_match(request: Request) -> int | None:
     text = header.strip()
     if len(text) >= 3 and text[0] == text[-1] == '"' and text[1:-1].isascii():
         inner = text[1:-1]
-        if inner.isdigit():
+        # Revisions are 64-bit: a longer number is no revision (and would
+        # not fit the log's encoding).
+        if inner.isdigit() and len(inner) <= 19 and int(inner) < _REVISION_LIMIT:
             return int(inner)
-    raise _Refused(400, f'bad If-Match header {header!r}: expected a revision such as "7"')
+    shown = header if len(header) <= 64 else header[:64] + "..."
+    raise _Refused(400, f'bad If-Match header {shown!r}: expected a revision such as "7"')
 
 
 def _if_none_match(request: Request) -> bool:
@@ -572,7 +581,8 @@ def _if_none_match(request: Request) -> bool:
         return False
     if header.strip() == "*":
         return True
-    raise _Refused(400, f"bad If-None-Match header {header!r}: only * is supported")
+    shown = header if len(header) <= 64 else header[:64] + "..."
+    raise _Refused(400, f"bad If-None-Match header {shown!r}: only * is supported")
 
 
 def _members(driver: RaftDriver) -> list[dict[str, object]]:

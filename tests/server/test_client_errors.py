@@ -102,3 +102,50 @@ def test_condition_headers_that_are_not_utf8_get_a_400(cluster, path_headers, he
     assert answer.code == 400, answer.body
     assert "bad If-" in answer.json()["error"]
     assert leader.kv.revision == before
+
+
+@pytest.mark.parametrize(
+    "path_headers",
+    [
+        pytest.param({}, id="lean channel"),
+        pytest.param({b"Expect": b"100-continue"}, id="twisted.web"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("method", "revision"),
+    [
+        ("PUT", "9223372036854775808"),  # 2**63: past any revision
+        ("DELETE", "18446744073709551616"),  # 2**64: past the log's encoding
+        ("PUT", "9" * 5000),  # past Python's int() digit limit
+    ],
+    ids=["2**63", "2**64", "5000 digits"],
+)
+def test_if_match_past_any_revision_gets_a_400(cluster, path_headers, method, revision):
+    leader = cluster.leader()
+    before = leader.kv.revision
+    headers = {b"If-Match": b'"%s"' % revision.encode(), **path_headers}
+    answer = cluster.request(leader, method, "/v1/kv/k", data=b"1", headers=headers)
+    assert answer.code == 400, answer.body
+    assert "bad If-Match" in answer.json()["error"]
+    assert len(answer.body) < 300  # the header is not echoed whole
+    assert leader.kv.revision == before
+
+
+@pytest.mark.parametrize(
+    "path_headers",
+    [
+        pytest.param({}, id="lean channel"),
+        pytest.param({b"Expect": b"100-continue"}, id="twisted.web"),
+    ],
+)
+def test_a_bug_in_the_key_route_is_a_logged_json_503_not_a_500(cluster, monkeypatch, path_headers):
+    leader = cluster.leader()
+
+    def broken(**_):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("graft.server.api.Put.of_json", broken)
+    answer = cluster.request(leader, "PUT", "/v1/kv/k", data=b"1", headers=path_headers)
+    assert answer.code == 503, answer.body
+    assert answer.header("Content-Type") == "application/json"
+    assert "internal error" in answer.json()["error"]
