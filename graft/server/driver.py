@@ -542,25 +542,37 @@ class RaftDriver:
     def _expire_waiters(self) -> None:
         """Fail the writes and reads that waited past their deadline. One
         sweep a tick costs less than a timer per request (addTimeout took
-        a tenth of a key read's time on the leader)."""
+        a tenth of a key read's time on the leader).
+
+        The sweep walks both tables in arrival order and stops at the first
+        request not yet due, so a tick costs what expires, not what waits.
+        Requests that share one timeout (the client API's) are thus failed
+        within a tick of their deadline; one with a shorter timeout behind
+        a longer one waits for it."""
         now = self.clock.seconds()
-        if self._writes:
-            expired = [
-                index
-                for index, write in self._writes.items()
-                if write.deadline is not None and write.deadline <= now
-            ]
-            for index in expired:
-                self._writes.pop(index).done.errback(
-                    TimeoutError(f"write at index {index} not applied in time")
-                )
-        if self._read_deadlines:
-            late = [r for r, deadline in self._read_deadlines.items() if deadline <= now]
-            for request_id in late:
-                del self._read_deadlines[request_id]
-                waiting = self._reads.pop(request_id, None)
-                if waiting is not None:
-                    waiting.errback(TimeoutError("read not confirmed in time"))
+        expired_writes: list[int] = []
+        for index, write in self._writes.items():
+            if write.deadline is None:
+                continue
+            if write.deadline > now:
+                break
+            expired_writes.append(index)
+        late_reads: list[Hashable] = []
+        for request_id, deadline in self._read_deadlines.items():
+            if deadline > now:
+                break
+            late_reads.append(request_id)
+        # Failing a request answers it, which may serve the client's next
+        # request at once and change the tables: hence the lists and pops.
+        for index in expired_writes:
+            pending = self._writes.pop(index, None)
+            if pending is not None:
+                pending.done.errback(TimeoutError(f"write at index {index} not applied in time"))
+        for request_id in late_reads:
+            self._read_deadlines.pop(request_id, None)
+            waiting = self._reads.pop(request_id, None)
+            if waiting is not None:
+                waiting.errback(TimeoutError("read not confirmed in time"))
 
     def _fail_overwritten_writes(self) -> None:
         """Fail writes whose entry is no longer in the log with their term:

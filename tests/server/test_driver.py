@@ -91,9 +91,9 @@ def test_write_and_read_past_their_deadline_fail_with_a_timeout():
     leader = cluster.elect()
     others = [n.node_id for n in cluster.nodes.values() if n is not leader]
     cluster.network.isolate(leader.node_id, others)
+    forever = leader.driver.propose(b"y")  # no deadline, ahead of the others
     write = leader.driver.propose(b"x", timeout_seconds=0.2)
     read = leader.driver.read_barrier(timeout_seconds=0.2)
-    forever = leader.driver.propose(b"y")
     answer = cluster.pending(leader, "PUT", "/v1/kv/k", data=b"1")
     errors: list[Exception] = []
     for d in (write, read, forever):
@@ -110,6 +110,22 @@ def test_write_and_read_past_their_deadline_fail_with_a_timeout():
     assert reply.code == 503
     assert "timed out after 0.2s" in reply.json()["error"]
     assert reply.header("Retry-After") == "1"
+
+
+def test_requests_answered_in_time_leave_no_deadline_behind():
+    cluster = Cluster(request_timeout_seconds=0.2)
+    cluster.start()
+    leader = cluster.elect()
+    write = leader.driver.propose(b"x", timeout_seconds=0.2)
+    read = leader.driver.read_barrier(timeout_seconds=0.2)
+    cluster.run(0.1)
+    assert has_result(write) and has_result(read)
+
+    cluster.run(0.5)  # past the deadlines: the sweep must not touch them
+
+    assert leader.driver._writes == {} and leader.driver._read_deadlines == {}
+    assert leader.driver._ticker.running
+    assert cluster.request(leader, "PUT", "/v1/kv/k", data=b"1").code == 200
 
 
 def test_storage_failure_stops_acknowledging_and_shows_in_status():
