@@ -559,6 +559,11 @@ def _header_text(request: Request, name: bytes) -> str | None:
     return None if value is None else value.decode("latin-1")
 
 
+def _shown(header: str) -> str:
+    """A header as an error message quotes it: cut to 64 characters."""
+    return header if len(header) <= 64 else header[:64] + "..."
+
+
 def _if_match(request: Request) -> int | None:
     """The revision of an ``If-Match: "R"`` header, or None if absent."""
     header = _header_text(request, b"if-match")
@@ -571,8 +576,7 @@ def _if_match(request: Request) -> int | None:
         # not fit the log's encoding).
         if inner.isdigit() and len(inner) <= 19 and int(inner) < _REVISION_LIMIT:
             return int(inner)
-    shown = header if len(header) <= 64 else header[:64] + "..."
-    raise _Refused(400, f'bad If-Match header {shown!r}: expected a revision such as "7"')
+    raise _Refused(400, f'bad If-Match header {_shown(header)!r}: expected a revision such as "7"')
 
 
 def _if_none_match(request: Request) -> bool:
@@ -581,8 +585,7 @@ def _if_none_match(request: Request) -> bool:
         return False
     if header.strip() == "*":
         return True
-    shown = header if len(header) <= 64 else header[:64] + "..."
-    raise _Refused(400, f"bad If-None-Match header {shown!r}: only * is supported")
+    raise _Refused(400, f"bad If-None-Match header {_shown(header)!r}: only * is supported")
 
 
 def _members(driver: RaftDriver) -> list[dict[str, object]]:

@@ -436,6 +436,19 @@ def connect(memory: MemoryReactor, client: LeanHTTPClient, index: int = 0) -> An
     return protocol, transport
 
 
+def one_post_answered(max_connections: int) -> tuple[MemoryReactor, LeanHTTPClient, Any, Any]:
+    """A client whose first post was answered 204 on a connection now idle
+    in its pool; returns the reactor, the client, and that connection's
+    protocol and transport."""
+    memory = MemoryReactor()
+    client = LeanHTTPClient(memory, max_connections=max_connections)
+    first = client.post("http://10.0.0.2:8080/m", HEADERS, b"1")
+    protocol, transport = connect(memory, client)
+    protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
+    assert first.result == (204, b"")
+    return memory, client, protocol, transport
+
+
 def test_the_request_is_one_write_with_host_and_length() -> None:
     memory = MemoryReactor()
     client = LeanHTTPClient(memory)
@@ -464,12 +477,7 @@ def test_a_url_that_is_not_plain_http_fails_the_post() -> None:
 def test_a_post_on_a_connection_the_server_just_closed_fails_without_retry() -> None:
     """POST is not idempotent: the race with an idle close is reported,
     not retried (Raft retransmits)."""
-    memory = MemoryReactor()
-    client = LeanHTTPClient(memory, max_connections=1)
-    first = client.post("http://10.0.0.2:8080/m", HEADERS, b"1")
-    protocol, transport = connect(memory, client)
-    protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
-    assert first.result == (204, b"")
+    memory, client, protocol, transport = one_post_answered(max_connections=1)
     second = client.post("http://10.0.0.2:8080/m", HEADERS, b"2")
     assert transport.value().count(b"POST") == 2  # reused, sent at once
     protocol.connectionLost(Failure(ConnectionDone()))
@@ -564,12 +572,7 @@ def test_a_head_arriving_byte_by_byte_is_read_whole() -> None:
 def test_a_connection_being_closed_takes_no_new_request() -> None:
     """close() lets idle connections go, but TCP reports them lost only
     later: a post meanwhile opens a new connection instead of failing."""
-    memory = MemoryReactor()
-    client = LeanHTTPClient(memory, max_connections=2)
-    first = client.post("http://10.0.0.2:8080/m", HEADERS, b"1")
-    protocol, transport = connect(memory, client)
-    protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
-    assert first.result == (204, b"")
+    memory, client, _, transport = one_post_answered(max_connections=2)
     client.close()
     assert transport.disconnecting  # but connectionLost has not come yet
 
@@ -581,12 +584,7 @@ def test_a_connection_being_closed_takes_no_new_request() -> None:
 
 
 def test_stray_bytes_retire_an_idle_connection() -> None:
-    memory = MemoryReactor()
-    client = LeanHTTPClient(memory, max_connections=2)
-    first = client.post("http://10.0.0.2:8080/m", HEADERS, b"1")
-    protocol, transport = connect(memory, client)
-    protocol.dataReceived(b"HTTP/1.1 204 No Content\r\n\r\n")
-    assert first.result == (204, b"")
+    memory, client, protocol, transport = one_post_answered(max_connections=2)
     protocol.dataReceived(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
 
     second = client.post("http://10.0.0.2:8080/m", HEADERS, b"2")
